@@ -1,0 +1,147 @@
+"""Training data: a folder (or several) of real HDR images -> random (LDR, HDR) patch pairs.
+
+Images are loaded once into memory (the shipped set is ~45 MB), the validation split is removed
+by file name, and every sample draws a fresh crop and a fresh camera. Panoramas also yield
+perspective crops, because users feed both backplates and 360 panoramas.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import InputError
+from engine.io import read_hdr
+
+from .camera import is_panorama, perspective_crop, synthesize
+
+HDR_SUFFIXES = (".exr", ".hdr")
+DEFAULT_SPLIT = Path(__file__).parent / "splits" / "val.txt"
+
+
+def read_split(path: str | Path = DEFAULT_SPLIT) -> set[str]:
+    """File names (one per line, '#' comments) of a held-out split."""
+    lines = Path(path).read_text().splitlines()
+    return {ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")}
+
+
+def find_hdr_files(dirs: list[str | Path]) -> list[Path]:
+    files = []
+    for d in dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise InputError(f"{d}: data folder does not exist")
+        files += sorted(p for p in d.iterdir() if p.suffix.lower() in HDR_SUFFIXES)
+    return files
+
+
+def box_downscale(img: np.ndarray, factor: int) -> np.ndarray:
+    """Area-average downscale by an integer factor (crops the remainder)."""
+    if factor <= 1:
+        return img
+    h, w = img.shape[0] // factor * factor, img.shape[1] // factor * factor
+    return img[:h, :w].reshape(h // factor, factor, w // factor, factor, -1).mean(axis=(1, 3)).astype(np.float32)
+
+
+@dataclass
+class HDRImage:
+    name: str
+    pixels: np.ndarray  # float32 HxWx3 linear
+    panorama: bool
+
+
+def load_images(dirs: list[str | Path], include: set[str] | None = None, exclude: set[str] = frozenset(),
+                max_width: int = 2048, min_size: int = 64) -> list[HDRImage]:
+    """Read every readable HDR image; corrupt or too-small files are skipped with a warning, and a
+    folder with nothing usable is an InputError naming it."""
+    images = []
+    for path in find_hdr_files(dirs):
+        if path.name in exclude or (include is not None and path.name not in include):
+            continue
+        try:
+            px = read_hdr(path)
+        except InputError as exc:
+            print(f"warning: skipping {exc}", file=sys.stderr)
+            continue
+        factor = int(np.ceil(px.shape[1] / max_width))
+        px = box_downscale(px, factor)
+        if min(px.shape[:2]) < min_size:
+            print(f"warning: skipping {path}: {px.shape[1]}x{px.shape[0]} is smaller than {min_size} px",
+                  file=sys.stderr)
+            continue
+        px = np.nan_to_num(np.maximum(px, 0.0), posinf=65504.0)
+        images.append(HDRImage(path.name, px, is_panorama(*px.shape[:2])))
+    if not images:
+        raise InputError(f"{', '.join(str(d) for d in dirs)}: no readable HDR images (.exr/.hdr) of at least {min_size} px")
+    return images
+
+
+@dataclass
+class PatchConfig:
+    patch: int = 64
+    p_perspective: float = 0.4    # panoramas: fraction of samples that are rectilinear views
+    p_highlight: float = 0.5      # fraction of crops centred on one of the brightest pixels
+    max_clip_fraction: float = 0.20
+    max_downscale: int = 2        # random integer box-downscale (scale augmentation)
+
+
+class PatchSampler:
+    """Draws (LDR uint8, target float32) pairs; all randomness comes from ``rng`` (resumable)."""
+
+    def __init__(self, images: list[HDRImage], cfg: PatchConfig):
+        self.images, self.cfg = images, cfg
+        self._bright = []
+        for im in images:  # top-0.5 % pixels of each image: candidate centres for highlight crops
+            lum = im.pixels.mean(axis=-1)
+            thr = np.quantile(lum, 0.995)
+            self._bright.append(np.argwhere(lum >= thr))
+
+    def _centre(self, idx: int, rng: np.random.Generator) -> tuple[int, int] | None:
+        if rng.random() >= self.cfg.p_highlight:
+            return None
+        cand = self._bright[idx]
+        return tuple(cand[rng.integers(len(cand))])
+
+    def _view(self, idx: int, rng: np.random.Generator) -> np.ndarray:
+        im, p = self.images[idx], self.cfg.patch
+        centre = self._centre(idx, rng)
+        h, w = im.pixels.shape[:2]
+        if im.panorama and rng.random() < self.cfg.p_perspective:
+            if centre is not None:
+                yaw = (centre[1] + 0.5) / w * 360.0 - 180.0 + rng.uniform(-15, 15)
+                pitch = 90.0 - (centre[0] + 0.5) / h * 180.0 + rng.uniform(-10, 10)
+            else:
+                yaw, pitch = rng.uniform(-180, 180), rng.uniform(-35, 35)
+            return perspective_crop(im.pixels, yaw, float(np.clip(pitch, -80, 80)), rng.uniform(50, 100), p, p)
+        factor = int(rng.integers(1, self.cfg.max_downscale + 1))
+        size = p * factor
+        if centre is not None:
+            y0 = int(np.clip(centre[0] - size // 2 + rng.integers(-size // 4, size // 4 + 1), 0, h - size))
+            x0 = centre[1] - size // 2 + int(rng.integers(-size // 4, size // 4 + 1))
+        else:
+            y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w))
+        if im.panorama:  # horizontal roll: panoramas wrap around
+            cols = np.arange(x0, x0 + size) % w
+            crop = im.pixels[y0:y0 + size][:, cols]
+        else:
+            x0 = int(np.clip(x0, 0, w - size))
+            crop = im.pixels[y0:y0 + size, x0:x0 + size]
+        crop = box_downscale(crop, factor)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        return np.ascontiguousarray(crop)
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        idx = int(rng.integers(len(self.images)))
+        view = self._view(idx, rng)
+        s = synthesize(view, rng, clip_fraction=float(rng.uniform(0.0, self.cfg.max_clip_fraction)))
+        return s.ldr, s.target
+
+    def batch(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """[n,3,P,P] LDR in 0..1 and [n,3,P,P] linear target, float32."""
+        pairs = [self.sample(rng) for _ in range(n)]
+        ldr = np.stack([p[0] for p in pairs]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        tgt = np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(ldr), np.ascontiguousarray(tgt)

@@ -1,0 +1,77 @@
+"""HDR-CNF: LDR encoder + conditional flow + target transform, with the config dataclasses.
+
+``ModelConfig`` is the whole architecture; the named configs ``compact`` (CPU, shipped default) and
+``paper`` (SRFlow-sized, for GPUs) live in ``training.configs``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .encoder import EncoderConfig, LDREncoder
+from .flow import FlowConfig, HDRCNFFlow
+from .flow.hdrcnf import latent_channels
+from .target import TargetTransform, decode, encode
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class ModelConfig:
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    target: TargetTransform = field(default_factory=TargetTransform)
+
+    @property
+    def stride(self) -> int:
+        return 2 ** self.flow.levels
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelConfig":
+        return cls(FlowConfig(**d["flow"]), EncoderConfig(**d["encoder"]), TargetTransform(**d["target"]))
+
+
+class HDRCNF(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = LDREncoder(cfg.encoder, cfg.flow.levels)
+        self.flow = HDRCNFFlow(cfg.flow, cfg.encoder.cond_channels)
+
+    def latent_shapes(self, n: int, h: int, w: int) -> list[tuple[int, int, int, int]]:
+        return [(n, c, h // 2 ** (i + 1), w // 2 ** (i + 1)) for i, c in enumerate(latent_channels(self.cfg.flow))]
+
+    def to_target(self, hdr: torch.Tensor, ldr: torch.Tensor) -> torch.Tensor:
+        return encode(hdr, ldr, self.cfg.target)
+
+    def encode(self, ldr: torch.Tensor, target: torch.Tensor, conds=None):
+        """Target (already in the normalised log domain) -> (standard-normal latents, logdet)."""
+        conds = self.encoder(ldr) if conds is None else conds
+        return self.flow(target, conds)
+
+    def log_prob(self, latents, logdet) -> torch.Tensor:
+        """log p(target | ldr) per sample, in nats."""
+        lp = logdet
+        for eps in latents:
+            lp = lp - 0.5 * (eps ** 2 + LOG_2PI).sum(dim=(1, 2, 3))
+        return lp
+
+    def reverse_target(self, ldr: torch.Tensor, latents, conds=None) -> torch.Tensor:
+        conds = self.encoder(ldr) if conds is None else conds
+        return self.flow.reverse(latents, conds)[0]
+
+    def forward(self, ldr: torch.Tensor, *latents: torch.Tensor) -> torch.Tensor:
+        """The exported reverse pass: LDR + standardised latents -> linear HDR (clip point 1.0)."""
+        return decode(self.reverse_target(ldr, list(latents)), ldr, self.cfg.target)
+
+    @torch.no_grad()
+    def sample(self, ldr: torch.Tensor, temperature: float = 0.6, generator: torch.Generator | None = None):
+        n, _, h, w = ldr.shape
+        latents = [temperature * torch.randn(s, generator=generator) for s in self.latent_shapes(n, h, w)]
+        return self(ldr, *latents)

@@ -1,0 +1,226 @@
+"""Training loop and CLI.
+
+    python -m training.train --config compact --data ../shared/data/hdr --out runs/compact
+    python -m training.train --config compact --data ... --out runs/compact --resume
+    torchrun --nproc_per_node 2 -m training.train --config paper --data DIR --out runs/paper
+
+Each step: draw patches with the camera model, compute NLL (bits/dim) and the cycle loss, skip the
+step if the loss or the gradients are not finite (logged), clip gradients, Adam. Rank 0 keeps
+``last/`` every ``ckpt_every`` steps and ``best/`` at each validation (lowest validation NLL).
+``--resume`` restores weights, optimizer, step and every rank's RNG, so the continued run is
+bit-identical to an uninterrupted one.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from engine.errors import InputError
+
+from .checkpoint import load_training_state, save_checkpoint
+from .configs import CONFIGS, TrainConfig
+from .data import DEFAULT_SPLIT, PatchSampler, load_images, read_split
+from .losses import bits_per_dim, cycle_loss
+from .model import HDRCNF
+from .validate import Validator
+
+
+class Objective(nn.Module):
+    """The whole training loss as one module, so DDP sees a single forward()."""
+
+    def __init__(self, model: HDRCNF, cfg: TrainConfig):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+
+    def forward(self, ldr, hdr, noise, cycle_noise):
+        lc = self.cfg.loss
+        target = self.model.to_target(hdr, ldr) + lc.dequant_noise * noise
+        conds = self.model.encoder(ldr)
+        latents, logdet = self.model.flow(target, conds)
+        nll = bits_per_dim(self.model.log_prob(latents, logdet), target[0].numel())
+        cyc = torch.zeros((), device=ldr.device)
+        if lc.cycle_weight > 0:
+            recon = self.model.flow.reverse([lc.cycle_tau * z for z in cycle_noise], conds)[0]
+            cyc = cycle_loss(recon, target, ldr, lc.clip_weight)
+        return nll + lc.cycle_weight * cyc, nll.detach(), cyc.detach()
+
+
+def _rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
+    return {"numpy": np_rng.bit_generator.state,
+            "torch": base64.b64encode(gen.get_state().numpy().tobytes()).decode()}
+
+
+def _set_rng_state(np_rng: np.random.Generator, gen: torch.Generator, st: dict) -> None:
+    np_rng.bit_generator.state = st["numpy"]
+    gen.set_state(torch.frombuffer(bytearray(base64.b64decode(st["torch"])), dtype=torch.uint8))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _distributed() -> tuple[int, int]:
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _gather(obj, world: int):
+    if world == 1:
+        return [obj]
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _draw(sampler, np_rng, gen, cfg, model, device):
+    ldr, hdr = sampler.batch(np_rng, cfg.batch)
+    ldr, hdr = torch.from_numpy(ldr).to(device), torch.from_numpy(hdr).to(device)
+    n, _, h, w = ldr.shape
+    noise = torch.randn(hdr.shape, generator=gen).to(device)
+    cyc = [torch.randn(s, generator=gen).to(device) for s in model.latent_shapes(n, h, w)]
+    return ldr, hdr, noise, cyc
+
+
+def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, split: Path = DEFAULT_SPLIT,
+          threads: int | None = None, quiet: bool = False) -> dict:
+    rank, world = _distributed()
+    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
+    if threads:
+        torch.set_num_threads(threads)
+    held_out = read_split(split) if split else set()
+    images = load_images(data, exclude=held_out)
+    sampler = PatchSampler(images, cfg.patches)
+    torch.manual_seed(cfg.seed)
+    model = HDRCNF(cfg.model).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    np_rng = np.random.default_rng([cfg.seed, rank])
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    state = {"step": 0, "best_val_nll": None, "skipped_steps": 0, "history": []}
+    last = out / "last"
+    if resume and (last / "state.json").exists():
+        state = load_training_state(last, model, opt)
+        _set_rng_state(np_rng, gen, state["rng"][rank])
+    elif resume and rank == 0:
+        print(f"note: nothing to resume in {last}, starting fresh", file=sys.stderr)
+    if state["step"] == 0:  # actnorm data-dependent init on rank 0's first batch (DDP broadcasts it)
+        model.train()
+        with torch.no_grad():
+            ldr, hdr, _, _ = _draw(sampler, np.random.default_rng([cfg.seed, 999]), torch.Generator().manual_seed(7),
+                                   cfg, model, device)
+            model.encode(ldr, model.to_target(hdr, ldr))
+    objective = Objective(model, cfg)
+    ddp = nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
+    validator = Validator(data, held_out, cfg, device) if rank == 0 and held_out else None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"{cfg.name}: {n_params:,} parameters, {len(images)} training images, world size {world}",
+              file=sys.stderr)
+    bar = tqdm(total=cfg.steps, initial=state["step"], disable=rank != 0 or quiet, dynamic_ncols=True)
+    t0, steps_timed = time.perf_counter(), 0
+    model.train()
+    while state["step"] < cfg.steps:
+        step = state["step"]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        ldr, hdr, noise, cyc_noise = _draw(sampler, np_rng, gen, cfg, model, device)
+        loss, nll, cyc = ddp(ldr, hdr, noise, cyc_noise)
+        opt.zero_grad(set_to_none=True)
+        ok = torch.isfinite(loss)
+        if world > 1:
+            flag = ok.float().to(device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            ok = flag > 0
+        if bool(ok):
+            loss.backward()
+            gnorm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if world > 1:
+                gflag = torch.isfinite(gnorm).float().to(device)
+                dist.all_reduce(gflag, op=dist.ReduceOp.MIN)
+                ok = gflag > 0
+            else:
+                ok = torch.isfinite(gnorm)
+        if bool(ok):
+            opt.step()
+        else:
+            state["skipped_steps"] += 1
+            if rank == 0:
+                tqdm.write(f"step {step}: non-finite loss or gradient, step skipped "
+                           f"({state['skipped_steps']} so far)", file=sys.stderr)
+        state["step"] = step + 1
+        steps_timed += 1
+        if rank == 0:
+            rate = steps_timed / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{loss.item():.3f}", nll=f"{float(nll):.3f}", cyc=f"{float(cyc):.3f}",
+                            its=f"{rate:.2f}")
+            bar.update(1)
+        done = state["step"] == cfg.steps
+        if state["step"] % cfg.ckpt_every == 0 or done or (validator and state["step"] % cfg.val_every == 0):
+            rngs = _gather(_rng_state(np_rng, gen), world)
+            if rank == 0:
+                state["rng"] = rngs
+                state["seconds_per_step"] = (time.perf_counter() - t0) / steps_timed
+                if validator and (state["step"] % cfg.val_every == 0 or done):
+                    metrics = validator(model)
+                    model.train()
+                    metrics["step"] = state["step"]
+                    state["history"].append(metrics)
+                    tqdm.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
+                                                                     if k != "step"), file=sys.stderr)
+                    if state["best_val_nll"] is None or metrics["val_nll_bpd"] < state["best_val_nll"]:
+                        state["best_val_nll"] = metrics["val_nll_bpd"]
+                        save_checkpoint(out / "best", model, None, cfg, state)
+                save_checkpoint(last, model, opt, cfg, state)
+            if world > 1:
+                dist.barrier()
+    bar.close()
+    if world > 1:
+        dist.destroy_process_group()
+    return state
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="compact")
+    ap.add_argument("--data", action="append", required=True, help="folder of .exr/.hdr images (repeatable)")
+    ap.add_argument("--out", type=Path, required=True, help="run folder, e.g. runs/compact")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    ap.add_argument("--steps", type=int, help="override the config's number of steps")
+    ap.add_argument("--split", type=Path, default=DEFAULT_SPLIT, help="held-out file names (never trained on)")
+    ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    cfg = CONFIGS[args.config]()
+    if args.steps:
+        cfg.steps = args.steps
+    try:
+        train(cfg, args.data, args.out, args.resume, args.split, args.threads, args.quiet)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: resume with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
