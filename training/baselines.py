@@ -93,22 +93,30 @@ def _shift(a: np.ndarray, dy: int, dx: int, wrap_x: bool) -> np.ndarray:
     return a[ys][:, xs]
 
 
-def _dilate3(mask: np.ndarray, wrap_x: bool) -> np.ndarray:
+def _morph3(mask: np.ndarray, wrap_x: bool, dilate: bool) -> np.ndarray:
+    """3x3 binary dilation (or erosion), separable, with slices only (it runs in a loop).
+
+    Beyond the borders the edge pixel is replicated (which changes nothing for a max/min), or
+    the columns wrap around for a panorama."""
+    op = np.logical_or if dilate else np.logical_and
     out = mask.copy()
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy or dx:
-                out |= _shift(mask, dy, dx, wrap_x)
+    op(out[:, 1:], mask[:, :-1], out=out[:, 1:])
+    op(out[:, :-1], mask[:, 1:], out=out[:, :-1])
+    if wrap_x:
+        op(out[:, 0], mask[:, -1], out=out[:, 0])
+        op(out[:, -1], mask[:, 0], out=out[:, -1])
+    tmp = out.copy()
+    op(out[1:], tmp[:-1], out=out[1:])
+    op(out[:-1], tmp[1:], out=out[:-1])
     return out
+
+
+def _dilate3(mask: np.ndarray, wrap_x: bool) -> np.ndarray:
+    return _morph3(mask, wrap_x, dilate=True)
 
 
 def _erode3(mask: np.ndarray, wrap_x: bool) -> np.ndarray:
-    out = mask.copy()
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy or dx:
-                out &= _shift(mask, dy, dx, wrap_x)
-    return out
+    return _morph3(mask, wrap_x, dilate=False)
 
 
 def _gradient_magnitude(lum: np.ndarray, wrap_x: bool) -> np.ndarray:

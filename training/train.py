@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import math
 import os
 import sys
@@ -99,8 +100,18 @@ def _draw(sampler, np_rng, gen, cfg, model, device):
     return ldr, hdr, noise, cyc
 
 
+def param_checksum(model: nn.Module) -> str:
+    """sha256 of all parameters' bytes: equal on every rank iff DDP kept the replicas identical."""
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, split: Path = DEFAULT_SPLIT,
-          threads: int | None = None, quiet: bool = False) -> dict:
+          threads: int | None = None, quiet: bool = False, until: int | None = None) -> dict:
+    """Train (or continue) a run; stops at ``cfg.steps``, or earlier at ``until`` with a checkpoint
+    so that a later ``resume`` continues exactly where it stopped."""
     rank, world = _distributed()
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
     if threads:
@@ -128,7 +139,13 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
             model.encode(ldr, model.to_target(hdr, ldr))
     objective = Objective(model, cfg)
     ddp = nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
-    validator = Validator(data, held_out, cfg, device) if rank == 0 and held_out else None
+    validator = None
+    if rank == 0 and held_out:
+        try:
+            validator = Validator(data, held_out, cfg, device)
+        except InputError:
+            print("note: none of the held-out split's images are in the data folders; validation is off",
+                  file=sys.stderr)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         n_params = sum(p.numel() for p in model.parameters())
@@ -137,7 +154,9 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
     bar = tqdm(total=cfg.steps, initial=state["step"], disable=rank != 0 or quiet, dynamic_ncols=True)
     t0, steps_timed = time.perf_counter(), 0
     model.train()
-    while state["step"] < cfg.steps:
+    stop = cfg.steps if until is None else min(until, cfg.steps)
+    state["data"] = sorted(im.name for im in images)
+    while state["step"] < stop:
         step = state["step"]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
@@ -172,9 +191,10 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
             bar.set_postfix(loss=f"{loss.item():.3f}", nll=f"{float(nll):.3f}", cyc=f"{float(cyc):.3f}",
                             its=f"{rate:.2f}")
             bar.update(1)
-        done = state["step"] == cfg.steps
+        done = state["step"] == stop
         if state["step"] % cfg.ckpt_every == 0 or done or (validator and state["step"] % cfg.val_every == 0):
             rngs = _gather(_rng_state(np_rng, gen), world)
+            sums = _gather(param_checksum(model), world) if done else None
             if rank == 0:
                 state["rng"] = rngs
                 state["seconds_per_step"] = (time.perf_counter() - t0) / steps_timed
@@ -188,6 +208,8 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
                     if state["best_val_nll"] is None or metrics["val_nll_bpd"] < state["best_val_nll"]:
                         state["best_val_nll"] = metrics["val_nll_bpd"]
                         save_checkpoint(out / "best", model, None, cfg, state)
+                if done and world > 1:
+                    state["rank_param_checksums"] = sums
                 save_checkpoint(last, model, opt, cfg, state)
             if world > 1:
                 dist.barrier()
@@ -206,13 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, help="override the config's number of steps")
     ap.add_argument("--split", type=Path, default=DEFAULT_SPLIT, help="held-out file names (never trained on)")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--until", type=int, help="stop at this step with a checkpoint; continue later with --resume")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     cfg = CONFIGS[args.config]()
     if args.steps:
         cfg.steps = args.steps
     try:
-        train(cfg, args.data, args.out, args.resume, args.split, args.threads, args.quiet)
+        train(cfg, args.data, args.out, args.resume, args.split, args.threads, args.quiet, args.until)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,71 @@
+"""Export: PyTorch vs onnxruntime parity, dynamic N/H/W, a bundle the engine loads."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from engine.backends import create_backend
+from engine.bundle import load_bundle
+from training.checkpoint import load_model
+from training.configs import tiny
+from training.export import check_parity, export_bundle, main
+from training.train import train
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from pathlib import Path
+    cfg = tiny()
+    cfg.steps = 30
+    out = tmp_path_factory.mktemp("run")
+    train(cfg, [Path(__file__).resolve().parent.parent / "fixtures" / "hdr"], out, split=None, quiet=True)
+    return out / "last"
+
+
+def test_export_writes_verified_bundle(checkpoint, tmp_path):
+    bundle = export_bundle(checkpoint, tmp_path / "bundle")
+    assert bundle.levels == 2 and bundle.stride == 4
+    assert [(z.name, z.channels, z.scale) for z in bundle.latents] == [("z1", 6, 2), ("z2", 24, 4)]
+    assert bundle.receptive_field >= bundle.stride
+    assert bundle.meta["export"]["parity_max_rel_error"] <= 1e-3
+    assert json.loads((tmp_path / "bundle" / "model.json").read_text())["sha256"] == bundle.sha256
+    graph = onnx.load(str(bundle.onnx_path)).graph
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert dims["ldr"][0] == "n" and isinstance(dims["ldr"][2], str) and isinstance(dims["ldr"][3], str)
+    assert load_bundle(tmp_path / "bundle").sha256 == bundle.sha256
+
+
+def test_exported_graph_runs_at_two_sizes_and_matches_torch(checkpoint, tmp_path):
+    bundle = export_bundle(checkpoint, tmp_path / "bundle")
+    backend = create_backend(bundle, "onnxruntime", threads=1)
+    model, _, _ = load_model(checkpoint)
+    for n, h, w in [(1, 32, 48), (2, 64, 20)]:
+        g = torch.Generator().manual_seed(h)
+        ldr = torch.rand(n, 3, h, w, generator=g)
+        lat = [0.7 * torch.randn(s, generator=g) for s in model.latent_shapes(n, h, w)]
+        with torch.no_grad():
+            ref = model(ldr, *lat).numpy()
+        got = backend.run(ldr.numpy(), {f"z{i + 1}": z.numpy() for i, z in enumerate(lat)})
+        assert got.shape == (n, 3, h, w)
+        assert np.max(np.abs(got - ref) / (np.abs(ref) + 1e-3)) <= 1e-3
+
+
+def test_parity_check_fails_on_a_wrong_graph(checkpoint, tmp_path):
+    bundle = export_bundle(checkpoint, tmp_path / "bundle")
+    model, _, _ = load_model(checkpoint)
+    with torch.no_grad():  # perturb the PyTorch side: the check must notice
+        for p in model.encoder.parameters():
+            p.add_(0.05)
+    for m in model.modules():
+        if hasattr(m, "freeze"):
+            m.freeze()
+    with pytest.raises(RuntimeError, match="parity"):
+        check_parity(model, bundle.onnx_path, 0.6)
+
+
+def test_export_cli_rejects_non_checkpoint(tmp_path, capsys):
+    assert main([str(tmp_path), "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a training checkpoint" in err[0]
