@@ -49,7 +49,7 @@ from engine.io import atomic_write, read_hdr
 from . import metrics
 from .baselines import BASELINES
 from .camera import is_panorama, perspective_crop, synthesize
-from .data import find_hdr_files, read_split
+from .data import HDRImage, find_hdr_files, read_split
 
 # --------------------------------------------------------------------------------------------
 # Camera conditions
@@ -207,38 +207,35 @@ class ModelRunner:
         else:
             raise InputError(f"{path}: not a model bundle (no model.json) or training checkpoint "
                              f"(no model.safetensors)")
+        # onnxruntime is imported only when a model is evaluated (baseline-only runs skip it).
         from engine.backends import create_backend
         from engine.bundle import load_bundle
-        from engine.convert import ConvertOptions
+        from engine.convert import ConvertOptions, convert_array
 
+        try:
+            self.bundle = load_bundle(bundle_dir)
+            self.backend = create_backend(self.bundle, backend)
+        except BaseException:
+            self.close()
+            raise
         self.path = str(path)
-        self.bundle = load_bundle(bundle_dir)
-        self.backend = create_backend(self.bundle, backend)
-        self.samples, self.seed = int(samples), int(seed)
-        self.temperature = temperature
-        self._options = ConvertOptions
+        self.samples, self.seed, self.temperature = int(samples), int(seed), temperature
+        self._convert, self._options = convert_array, ConvertOptions
 
     @property
     def name(self) -> str:
-        b = self.bundle
-        name = getattr(b, "name", None) or "model"
-        version = getattr(b, "version", None)
-        return f"{name} {version}" if version else str(name)
+        return f"{self.bundle.name} {self.bundle.version}"
 
     @property
-    def effective_temperature(self) -> float | None:
-        if self.temperature is not None:
-            return float(self.temperature)
-        t = getattr(self.bundle, "default_temperature", None)
-        return None if t is None else float(t)
+    def effective_temperature(self) -> float:
+        return float(self.bundle.default_temperature if self.temperature is None else self.temperature)
 
     def __call__(self, ldr_uint8: np.ndarray, panorama: bool) -> np.ndarray:
-        from engine.convert import convert_array
-
+        """8-bit LDR -> linear HDR (clip point 1.0), the engine's full pipeline (tiles, wrap)."""
         ldr = np.ascontiguousarray(ldr_uint8, dtype=np.float32) / np.float32(255.0)
         opts = self._options(temperature=self.temperature, seed=self.seed, samples=self.samples,
                              panorama="on" if panorama else "off")
-        return np.asarray(convert_array(ldr, self.backend, self.bundle, opts).hdr, dtype=np.float32)
+        return np.asarray(self._convert(ldr, self.backend, self.bundle, opts).hdr, dtype=np.float32)
 
     def close(self) -> None:
         if self._tmp is not None:
@@ -350,7 +347,8 @@ def markdown_report(result: dict) -> str:
     if model:
         lines.append(f"Model: **{model['name']}** ({model['source']} `{model['path']}`), temperature "
                      f"{_fmt(model['temperature'])}, samples {model['samples']}, seed {cfg['seed']}.")
-    lines.append(f"{len(result['images'])} images → {n_in} inputs ({kinds['photo']} photo, {kinds['panorama']} "
+    n_img = len(result["images"])
+    lines.append(f"{n_img} image{'s' if n_img != 1 else ''} → {n_in} inputs ({kinds['photo']} photo, {kinds['panorama']} "
                  f"panorama); max width {cfg['max_width']} px; conditions `{cfg['conditions']}`: "
                  + ", ".join(f"`{c}`" for c in cfg["condition_keys"]) + ".")
     lines.append("Ground truth: the camera model's linear target (LDR clip point = 1.0); PU21 with the clip "
@@ -408,15 +406,9 @@ def _write_text(path: str | Path, text: str) -> None:
 # Main
 # --------------------------------------------------------------------------------------------
 
-@dataclass
-class EvalImage:
-    name: str
-    pixels: np.ndarray  # float32 HxWx3, full resolution (perspective crops need it)
-    panorama: bool
-
-
-def load_eval_images(data_dirs: list[str], split: str | None) -> tuple[list[EvalImage], list[dict]]:
-    """Read the HDR images to evaluate; corrupt files are skipped with a warning and listed.
+def load_eval_images(data_dirs: list[str], split: str | None) -> tuple[list[HDRImage], list[dict]]:
+    """Read the HDR images to evaluate at full resolution (the perspective crops need it);
+    corrupt files are skipped with a warning and listed in the report.
 
     A folder with no readable image is an InputError naming the folder -- or the file, when the
     only candidates were unreadable -- so the user sees one line and exit status 2.
@@ -442,7 +434,7 @@ def load_eval_images(data_dirs: list[str], split: str | None) -> tuple[list[Eval
             skipped.append({"file": str(path), "reason": reason})
             continue
         px = np.nan_to_num(np.maximum(px, 0.0), nan=0.0, posinf=65504.0)
-        images.append(EvalImage(path.name, np.ascontiguousarray(px), is_panorama(*px.shape[:2])))
+        images.append(HDRImage(path.name, np.ascontiguousarray(px), is_panorama(*px.shape[:2])))
     if include is not None:
         found = {f.name for f in files}
         for name in sorted(include - found):
@@ -468,8 +460,9 @@ def run(args: argparse.Namespace) -> dict:
     if runner:
         labels["model"] = f"{runner.name} (T={_fmt(runner.effective_temperature)})"
 
-    sources = [s for im in images for s in make_sources(im.name, im.pixels, im.panorama, args.max_width)]
-    total = len(sources) * len(conditions)
+    # Sources are made per image as we go, so memory holds one image's views at a time.
+    sources = (s for im in images for s in make_sources(im.name, im.pixels, im.panorama, args.max_width))
+    total = sum(3 if im.panorama else 1 for im in images) * len(conditions)
     inputs, done = [], 0
     try:
         for src in sources:
