@@ -1,0 +1,41 @@
+# make demo  - engine-only venv (no torch), convert examples/ into out/
+# make test  - full venv (engine + training + Blender + dev tools), run the whole test suite
+# make bench - run every benchmarks/*.py
+#
+# Installs are guarded by stamp files that depend on pyproject.toml, so a second run with
+# nothing changed goes straight to the work.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+CONSTRAINTS := .ci/constraints.txt
+
+.PHONY: demo test bench clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-demo: pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP) install -q -c $(CONSTRAINTS) -e .
+	touch $@
+
+$(VENV)/.stamp-test: pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[train,blender,dev]'
+	touch $@ $(VENV)/.stamp-demo
+
+demo: $(VENV)/.stamp-demo
+	$(VENV)/bin/hdrcnf convert examples/ -o out/ --overwrite
+	@echo "HDR images written to $(CURDIR)/out/"
+
+test: $(VENV)/.stamp-test
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.stamp-test
+	@shopt -s nullglob; found=0; \
+	for f in benchmarks/*.py; do found=1; echo "== $$f"; $(PY) "$$f" || exit $$?; done; \
+	if [ $$found = 0 ]; then echo "no benchmarks/*.py yet"; fi
+
+clean-venv:
+	rm -rf $(VENV)

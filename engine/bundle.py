@@ -1,0 +1,229 @@
+"""The model bundle: a folder holding `model.onnx` (the flow's reverse pass) and `model.json`.
+
+This module is the single owner of the bundle format (docs/contracts.md): `training/export.py`
+writes bundles through `write_bundle`, the engine and the add-on read them through `load_bundle`.
+Loading checks the schema and the sha256 of model.onnx so that a truncated download, a
+hand-edited JSON or a model swapped under a stale model.json fails at once with one actionable
+line (an `BundleError`, exit 2) instead of producing a wrong HDR. JSON only, never pickle.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BundleError
+from .io import atomic_write
+
+FORMAT = "hdrcnf-bundle"
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)
+JSON_NAME = "model.json"
+ONNX_NAME = "model.onnx"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    """One level's latent input: `channels` planes at 1/`scale` of the image resolution."""
+
+    name: str
+    channels: int
+    scale: int
+
+    def shape(self, n: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """NCHW shape of this latent for an (height, width) image tile."""
+        return (n, self.channels, height // self.scale, width // self.scale)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified model bundle (construct it with `load_bundle`)."""
+
+    path: Path
+    onnx_path: Path
+    name: str
+    version: str
+    sha256: str
+    levels: int
+    stride: int
+    latents: tuple[LatentSpec, ...]
+    receptive_field: int
+    default_temperature: float
+    target_transform: dict
+    meta: dict = field(repr=False, compare=False)
+
+    @property
+    def input_name(self) -> str:
+        return str(self.meta.get("input", {}).get("name", "ldr"))
+
+    @property
+    def output_name(self) -> str:
+        return str(self.meta.get("output", {}).get("name", "hdr"))
+
+    @property
+    def clip_point(self) -> float:
+        return float(self.meta.get("output", {}).get("clip_point", 1.0))
+
+
+def default_bundle_path() -> Path:
+    """The model shipped inside the package: engine/models/default."""
+    return Path(__file__).resolve().parent / "models" / "default"
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, streamed so big models don't need to fit in memory twice."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_bundle(path=None) -> Bundle:
+    """Load and verify a bundle folder (default: `default_bundle_path()`).
+
+    Raises BundleError (one line naming the file and the problem) when the folder or a file is
+    missing, model.json is not valid JSON or violates the schema, the format version is not
+    supported, or model.onnx does not match the recorded sha256."""
+    folder = Path(path) if path is not None else default_bundle_path()
+    if not folder.is_dir():
+        if folder.is_file() and folder.name == JSON_NAME:
+            folder = folder.parent
+        else:
+            raise BundleError(f"{folder}: model bundle folder not found "
+                              f"(expected a folder with {JSON_NAME} and {ONNX_NAME}); pass --model DIR")
+    json_path = folder / JSON_NAME
+    if not json_path.is_file():
+        raise BundleError(f"{json_path}: missing; {folder} is not a model bundle (re-export or reinstall the model)")
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{json_path}: corrupt JSON at line {e.lineno} column {e.colno}: {e.msg}; "
+                          f"re-export or reinstall the model") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BundleError(f"{json_path}: cannot read: {e}") from None
+    validate_meta(meta, json_path)
+    onnx_path = folder / meta["onnx"]
+    if not onnx_path.is_file():
+        raise BundleError(f"{onnx_path}: missing (named in {json_path}); re-export or reinstall the model")
+    digest = sha256_file(onnx_path)
+    if digest != meta["sha256"]:
+        raise BundleError(f"{onnx_path}: sha256 mismatch (model.json says {meta['sha256'][:12]}..., file is "
+                          f"{digest[:12]}...): the file is corrupt or was replaced; re-export or reinstall the model")
+    return Bundle(
+        path=folder, onnx_path=onnx_path, name=meta["name"], version=meta["version"],
+        sha256=meta["sha256"], levels=meta["levels"], stride=meta["stride"],
+        latents=tuple(LatentSpec(d["name"], d["channels"], d["scale"]) for d in meta["latents"]),
+        receptive_field=meta["receptive_field"], default_temperature=float(meta["default_temperature"]),
+        target_transform=dict(meta.get("target_transform", {})), meta=meta,
+    )
+
+
+def validate_meta(meta, where) -> None:
+    """Check a model.json dict against the bundle schema; raise BundleError naming `where`."""
+
+    def fail(problem: str):
+        raise BundleError(f"{where}: {problem}; re-export or reinstall the model")
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v) -> bool:
+        return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+    if not isinstance(meta, dict):
+        fail("top level must be a JSON object")
+    fmt = meta.get("format")
+    if fmt != FORMAT:
+        fail(f"'format' is {fmt!r}, expected {FORMAT!r}")
+    ver = meta.get("format_version")
+    if not is_int(ver):
+        fail(f"'format_version' must be an integer, got {ver!r}")
+    if ver not in SUPPORTED_FORMAT_VERSIONS:
+        raise BundleError(f"{where}: format_version {ver} is not supported by this engine (supports "
+                          f"{', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}); upgrade hdrcnf or re-export the model")
+    required = {
+        "name": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+        "version": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+        "onnx": (lambda v: isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\\" not in v,
+                 "a file name inside the bundle folder"),
+        "sha256": (lambda v: isinstance(v, str) and bool(_HEX64.match(v)), "64 lowercase hex digits"),
+        "levels": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+        "stride": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+        "latents": (lambda v: isinstance(v, list) and len(v) >= 1, "a non-empty list"),
+        "receptive_field": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
+        "default_temperature": (lambda v: is_num(v) and v >= 0, "a non-negative number"),
+    }
+    for key, (ok, what) in required.items():
+        if key not in meta:
+            fail(f"missing required key {key!r}")
+        if not ok(meta[key]):
+            fail(f"{key!r} must be {what}, got {meta[key]!r}"[:300])
+    optional_dicts = ("input", "output", "target_transform", "config", "training", "scores")
+    for key in optional_dicts:
+        if key in meta and not isinstance(meta[key], dict):
+            fail(f"{key!r} must be a JSON object")
+    if "licence" in meta and not isinstance(meta["licence"], str):
+        fail("'licence' must be a string")
+    for key in ("input", "output"):
+        name = meta.get(key, {}).get("name", "x")
+        if not isinstance(name, str) or not name:
+            fail(f"'{key}.name' must be a non-empty string")
+    clip = meta.get("output", {}).get("clip_point", 1.0)
+    if not is_num(clip) or clip <= 0:
+        fail(f"'output.clip_point' must be a positive number, got {clip!r}")
+    lat = meta["latents"]
+    if len(lat) != meta["levels"]:
+        fail(f"'latents' has {len(lat)} entries but 'levels' is {meta['levels']}")
+    names = set()
+    for i, d in enumerate(lat):
+        if not isinstance(d, dict):
+            fail(f"latents[{i}] must be an object with name, channels, scale")
+        for k in ("name", "channels", "scale"):
+            if k not in d:
+                fail(f"latents[{i}] is missing {k!r}")
+        if not isinstance(d["name"], str) or not d["name"]:
+            fail(f"latents[{i}].name must be a non-empty string")
+        if not is_int(d["channels"]) or d["channels"] < 1:
+            fail(f"latents[{i}].channels must be a positive integer")
+        if not is_int(d["scale"]) or d["scale"] < 1 or meta["stride"] % d["scale"]:
+            fail(f"latents[{i}].scale must be a positive integer dividing the stride {meta['stride']}")
+        if d["name"] in names:
+            fail(f"latent name {d['name']!r} appears twice")
+        names.add(d["name"])
+    if meta.get("input", {}).get("name", "ldr") in names:
+        fail("a latent has the same name as the input")
+
+
+def write_bundle(directory, onnx_file, meta: dict) -> Bundle:
+    """Create (or update) a bundle folder from an ONNX file and its metadata; return it loaded.
+
+    Copies `onnx_file` to `directory/model.onnx` unless it is already that file, fills in
+    "format", "format_version", "onnx" and "sha256", validates the schema, and writes model.json
+    atomically (so a crash never leaves a model.json that points at the wrong model). The
+    caller's `meta` dict is not modified. Raises BundleError if `meta` is invalid or not strict
+    JSON (NaN/inf scores must be written as null)."""
+    directory = Path(directory)
+    onnx_file = Path(onnx_file)
+    if not onnx_file.is_file():
+        raise BundleError(f"{onnx_file}: ONNX file not found")
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / ONNX_NAME
+    if not (target.exists() and os.path.samefile(target, onnx_file)):
+        atomic_write(target, lambda tmp: shutil.copyfile(onnx_file, tmp), suffix=".tmp.onnx")
+    full = dict(meta)
+    full.update(format=FORMAT, format_version=FORMAT_VERSION, onnx=ONNX_NAME, sha256=sha256_file(target))
+    json_path = directory / JSON_NAME
+    validate_meta(full, json_path)
+    try:
+        text = json.dumps(full, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"{json_path}: metadata is not strict JSON: {e}") from None
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), suffix=".tmp.json")
+    return load_bundle(directory)

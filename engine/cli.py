@@ -1,0 +1,330 @@
+"""The `hdrcnf` command: `convert` photos to EXR, and `info` about the model and backends.
+
+Contract with scripts and render farms: exit 0 when everything converted (or was skipped
+because its output exists), 2 for bad input or usage with ONE line per problem on stderr naming
+the file, 1 for an internal error (one line; the traceback only with --debug), 130 on Ctrl-C.
+Per-file results and the final summary go to stdout. A batch keeps going past bad files.
+Outputs are written atomically, so an interrupted batch can simply be run again (existing
+outputs are skipped unless --overwrite).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import Cancelled, InputError
+
+PROG = "hdrcnf"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line (no multi-line usage dump)."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{PROG}: error: {' '.join(str(message).split())}\n")
+        raise SystemExit(2)
+
+
+def _number(kind, minimum=None, strict=False, what=""):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {what or kind.__name__}") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if minimum is not None and (v <= minimum if strict else v < minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text}")
+        return v
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Turn ordinary LDR photos into scene-referred HDR OpenEXR images.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("convert", help="convert photos (files or folders) to OpenEXR")
+    c.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders (.jpg .jpeg .png .tif .tiff)")
+    c.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="an .exr file for a single input, else a folder receiving <stem>.exr")
+    c.add_argument("--model", metavar="DIR", default=None, help="model bundle folder (default: the bundled model)")
+    c.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"))
+    c.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    c.add_argument("--temperature", type=_number(float, 0.0, what="number"), default=None, metavar="T",
+                   help="latent temperature >= 0 (default: the model's)")
+    c.add_argument("--seed", type=_number(int, 0, what="integer"), default=0, metavar="S")
+    c.add_argument("--samples", type=_number(int, 1, what="integer"), default=None, metavar="N",
+                   help="average N flow samples (default 1, or 4 with --uncertainty)")
+    c.add_argument("--uncertainty", action="store_true",
+                   help="also write the per-pixel spread over samples (std of log2 luminance, in stops) "
+                        "as an 'uncertainty' channel")
+    c.add_argument("--tile", type=_number(int, 1, what="integer"), default=1024, metavar="PX",
+                   help="tile size in pixels including context (default 1024)")
+    c.add_argument("--exposure", type=_number(float, what="number"), default=0.0, metavar="EV")
+    c.add_argument("--panorama", default="auto", choices=("auto", "on", "off"),
+                   help="wrap horizontally (auto: 2:1 images)")
+    c.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--half", dest="half", action="store_true", default=True, help="16-bit float EXR (default)")
+    g.add_argument("--float", dest="half", action="store_false", help="32-bit float EXR")
+    c.add_argument("--compression", default="zip", choices=("zip", "dwaa"))
+    c.add_argument("--threads", type=_number(int, 1, what="integer"), default=None, metavar="N",
+                   help="CPU threads for onnxruntime (default: physical cores)")
+    c.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
+
+    i = sub.add_parser("info", help="show the model, its scores and the available backends")
+    i.add_argument("--model", metavar="DIR", default=None)
+    i.add_argument("--debug", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the `hdrcnf` console script and `python -m engine`; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help / --version (0) and usage errors (2)
+        return int(e.code or 0)
+    restore = _install_sigterm()
+    try:
+        if args.command == "info":
+            return _cmd_info(args)
+        return _cmd_convert(args)
+    except InputError as e:
+        _err(str(e))
+        return 2
+    except (KeyboardInterrupt, Cancelled):
+        _err("interrupted")
+        return 130
+    except Exception as e:  # never a traceback unless asked for
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        _err(f"internal error: {type(e).__name__}: {e}")
+        return 1
+    finally:
+        restore()
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {' '.join(str(message).split())}\n")
+    sys.stderr.flush()
+
+
+def _install_sigterm():
+    """Turn SIGTERM (render-farm kill) into KeyboardInterrupt so temp files get cleaned up."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
+# ----------------------------------------------------------------------------------- convert
+
+
+def plan_jobs(inputs: list[str], output: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Resolve IN... and OUT into (source, destination) pairs and per-input problems.
+
+    Raises InputError for problems with OUT itself (they concern every input)."""
+    from .io import list_images
+
+    sources: list[Path] = []
+    bad: list[str] = []
+    for text in inputs:
+        p = Path(text)
+        if p.is_dir():
+            found = list_images(p)
+            if not found:
+                bad.append(f"{p}: folder contains no images (.jpg .jpeg .png .tif .tiff)")
+            sources.extend(found)
+        elif p.exists():
+            sources.append(p)
+        else:
+            bad.append(f"{p}: no such file")
+    out = Path(output)
+    single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    if single and not out.is_dir():
+        if out.suffix.lower() != ".exr":
+            raise InputError(f"{out}: output must be an .exr file (or an existing folder) for a single input")
+        dest = lambda src: out  # noqa: E731
+    else:
+        if out.exists() and not out.is_dir():
+            raise InputError(f"{out}: output must be a folder when converting several images or a folder")
+        if not out.exists() and out.suffix.lower() == ".exr":
+            raise InputError(f"{out}: output must be a folder (not an .exr file) when converting several images")
+        dest = lambda src: out / (src.stem + ".exr")  # noqa: E731
+    inputs_resolved = {s.resolve() for s in sources}
+    jobs: list[tuple[Path, Path]] = []
+    seen_src: set[Path] = set()
+    owner: dict[Path, Path] = {}
+    for src in sources:
+        rs = src.resolve()
+        if rs in seen_src:
+            continue
+        seen_src.add(rs)
+        dst = dest(src)
+        rd = dst.resolve()
+        if rd in inputs_resolved:
+            bad.append(f"{src}: output {dst} would overwrite an input")
+            continue
+        if rd in owner:
+            bad.append(f"{src}: output {dst} is already the output of {owner[rd]}; rename one of them")
+            continue
+        owner[rd] = src
+        jobs.append((src, dst))
+    return jobs, bad
+
+
+def _cmd_convert(args) -> int:
+    from .backends import create_backend
+    from .bundle import load_bundle
+    from .convert import ConvertOptions, convert_file
+
+    t0 = time.perf_counter()
+    if args.samples is None:
+        samples = 4 if args.uncertainty else 1
+    else:
+        samples = args.samples
+    if args.uncertainty and samples < 2:
+        raise InputError(f"--uncertainty needs --samples 2 or more (got --samples {samples})")
+    options = ConvertOptions(temperature=args.temperature, seed=args.seed, samples=samples,
+                             uncertainty=args.uncertainty, tile=args.tile, exposure=args.exposure,
+                             panorama=args.panorama)
+    options.validate()
+    jobs, bad = plan_jobs(args.inputs, args.output)
+    for line in bad:
+        _err(line)
+    converted = skipped = internal = 0
+    failed = len(bad)
+    if jobs:
+        bundle = load_bundle(args.model)
+        _check_tile(args.tile, bundle)  # once for the batch, not once per file
+        backend = create_backend(bundle, args.backend, threads=args.threads, precision=args.precision)
+        tty = sys.stderr.isatty()
+        bar = _bar(len(jobs), "images", tty)
+        for src, dst in jobs:
+            if dst.exists() and not args.overwrite:
+                skipped += 1
+                bar.update(1)
+                continue
+            tiles = _bar(1000, src.name, tty, leave=False)
+            try:
+                result = convert_file(src, dst, backend, bundle, options, overwrite=args.overwrite,
+                                      half=args.half, compression=args.compression,
+                                      progress=lambda f, t=tiles: t.update(round(f * 1000) - t.n))
+            except InputError as e:
+                failed += 1
+                _say(bar, f"{PROG}: error: {e}", sys.stderr)
+            except (KeyboardInterrupt, Cancelled, MemoryError):
+                raise
+            except Exception as e:
+                internal += 1
+                if args.debug:
+                    traceback.print_exc()
+                _say(bar, f"{PROG}: error: {src}: internal error: {type(e).__name__}: "
+                          f"{' '.join(str(e).split())}", sys.stderr)
+            else:
+                if result is None:
+                    skipped += 1
+                else:
+                    converted += 1
+                    _say(bar, f"{dst}: peak {result.peak_stops:+.1f} stops above clip", sys.stdout)
+            finally:
+                tiles.close()
+            bar.update(1)
+        bar.close()
+    print(f"converted {converted}, skipped {skipped}, failed {failed + internal} in "
+          f"{time.perf_counter() - t0:.1f}s", flush=True)
+    return 1 if internal else 2 if failed else 0
+
+
+def _check_tile(tile: int, bundle) -> None:
+    from .tiling import default_overlap, min_tile
+
+    need = min_tile(default_overlap(bundle.receptive_field, bundle.stride), bundle.stride)
+    if tile < need:
+        raise InputError(f"--tile {tile} is too small for model {bundle.name}: it needs at least {need} px")
+
+
+class _NoBar:
+    n = 0
+
+    def update(self, k=1):
+        self.n += k
+
+    def close(self):
+        pass
+
+
+def _bar(total: int, desc: str, tty: bool, leave: bool = True):
+    """A tqdm bar on stderr when it is a terminal; otherwise a silent stand-in (logs stay clean)."""
+    if not tty:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=leave, file=sys.stderr, unit="" if total == 1000 else " img",
+                bar_format="{l_bar}{bar}| {elapsed}<{remaining}" if total == 1000 else None)
+
+
+def _say(bar, line: str, stream) -> None:
+    if isinstance(bar, _NoBar):
+        print(line, file=stream, flush=True)
+    else:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=stream)
+
+
+# -------------------------------------------------------------------------------------- info
+
+
+def _cmd_info(args) -> int:
+    from .backends import available_backends
+    from .bundle import load_bundle
+
+    b = load_bundle(args.model)
+    m = b.meta
+    lines = [
+        f"model: {b.name} {b.version}",
+        f"path: {b.path}",
+        f"sha256: {b.sha256}",
+        f"levels: {b.levels}, stride: {b.stride}, receptive field: {b.receptive_field} px, "
+        f"default temperature: {b.default_temperature:g}",
+        f"latents: {', '.join(f'{s.name} ({s.channels} ch, 1/{s.scale})' for s in b.latents)}",
+        f"training data: {_summary(m.get('training'))}",
+        f"scores: {_summary(m.get('scores'))}",
+        f"licence: {m.get('licence', 'not stated')}",
+        "backends:",
+    ]
+    for name, device, ok, why in available_backends():
+        lines.append(f"  {name:<12} {device:<28} {'available' if ok else 'unavailable: ' + why}")
+    print("\n".join(lines))
+    return 0
+
+
+def _summary(d) -> str:
+    if not d:
+        return "not recorded"
+    if isinstance(d, dict):
+        return "; ".join(f"{k}: {json.dumps(v) if not isinstance(v, str) else v}" for k, v in d.items())
+    return str(d)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
