@@ -133,11 +133,18 @@ def jpeg_roundtrip(ldr: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
-def render(hdr: np.ndarray, camera: Camera, rng: np.random.Generator) -> Sample:
-    """Photograph a linear HDR image with ``camera``."""
+def render(hdr: np.ndarray, camera: Camera, rng: np.random.Generator, exposure: float | None = None) -> Sample:
+    """Photograph a linear HDR image with ``camera``.
+
+    ``exposure`` overrides the camera's clip-fraction metering: training crops pass the exposure
+    metered on the *whole* scene, as a photographer's camera does, so that what clips in a crop
+    is what clips in a real photo (the scene's lights and sky, often far above the clip point),
+    not whatever happens to be brightest inside the crop."""
     hdr = np.maximum(np.asarray(hdr, dtype=np.float32), 0.0)
     balanced = hdr * camera.white_balance
-    target = balanced * np.float32(exposure_for_clip_fraction(balanced, camera.clip_fraction))
+    if exposure is None:
+        exposure = exposure_for_clip_fraction(balanced, camera.clip_fraction)
+    target = balanced * np.float32(exposure)
     sigma = np.sqrt(camera.shot_noise * np.minimum(target, 1.0) + camera.read_noise)
     noisy = target + sigma.astype(np.float32) * rng.standard_normal(target.shape, dtype=np.float32)
     clipped = (target >= 1.0).any(axis=-1)
@@ -154,9 +161,10 @@ def synthesize(
     clip_fraction: float | None = None,
     curve: str | None = None,
     jpeg_quality: int | None | str = "random",
+    exposure: float | None = None,
 ) -> Sample:
     """Draw a camera (fixing whatever is given) and render ``hdr`` with it."""
-    return render(hdr, draw_camera(rng, clip_fraction, curve, jpeg_quality), rng)
+    return render(hdr, draw_camera(rng, clip_fraction, curve, jpeg_quality), rng, exposure)
 
 
 # --- panoramas -> perspective photos -------------------------------------------------------------

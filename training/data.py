@@ -85,6 +85,7 @@ class PatchConfig:
     p_highlight: float = 0.5      # fraction of crops centred on one of the brightest pixels
     max_clip_fraction: float = 0.20
     max_downscale: int = 2        # random integer box-downscale (scale augmentation)
+    scene_metering: bool = True   # crops are exposed for the whole image, not for the crop
 
 
 class PatchSampler:
@@ -92,11 +93,12 @@ class PatchSampler:
 
     def __init__(self, images: list[HDRImage], cfg: PatchConfig):
         self.images, self.cfg = images, cfg
-        self._bright = []
+        self._bright, self._peaks = [], []
         for im in images:  # top-0.5 % pixels of each image: candidate centres for highlight crops
             lum = im.pixels.mean(axis=-1)
             thr = np.quantile(lum, 0.995)
             self._bright.append(np.argwhere(lum >= thr))
+            self._peaks.append(np.sort(im.pixels.max(axis=-1).ravel()))  # for whole-scene metering
 
     def _centre(self, idx: int, rng: np.random.Generator) -> tuple[int, int] | None:
         if rng.random() >= self.cfg.p_highlight:
@@ -104,7 +106,14 @@ class PatchSampler:
         cand = self._bright[idx]
         return tuple(cand[rng.integers(len(cand))])
 
-    def _view(self, idx: int, rng: np.random.Generator) -> np.ndarray:
+    def _scene_exposure(self, idx: int, fraction: float) -> float:
+        """Exposure that clips ``fraction`` of the whole image (same rule as camera metering)."""
+        peaks = self._peaks[idx]
+        q = float(peaks[int(round((1.0 - fraction) * (len(peaks) - 1)))])
+        return 1.0 / q if q > 0 else 1.0
+
+    def _view(self, idx: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+        """A crop (metered on the whole image) or a perspective view (a whole photo, metered on itself)."""
         im, p = self.images[idx], self.cfg.patch
         centre = self._centre(idx, rng)
         h, w = im.pixels.shape[:2]
@@ -114,7 +123,7 @@ class PatchSampler:
                 pitch = 90.0 - (centre[0] + 0.5) / h * 180.0 + rng.uniform(-10, 10)
             else:
                 yaw, pitch = rng.uniform(-180, 180), rng.uniform(-35, 35)
-            return perspective_crop(im.pixels, yaw, float(np.clip(pitch, -80, 80)), rng.uniform(50, 100), p, p)
+            return perspective_crop(im.pixels, yaw, float(np.clip(pitch, -80, 80)), rng.uniform(50, 100), p, p), False
         factor = int(rng.integers(1, self.cfg.max_downscale + 1))
         size = p * factor
         if centre is not None:
@@ -131,12 +140,14 @@ class PatchSampler:
         crop = box_downscale(crop, factor)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
-        return np.ascontiguousarray(crop)
+        return np.ascontiguousarray(crop), True
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         idx = int(rng.integers(len(self.images)))
-        view = self._view(idx, rng)
-        s = synthesize(view, rng, clip_fraction=float(rng.uniform(0.0, self.cfg.max_clip_fraction)))
+        view, is_crop = self._view(idx, rng)
+        fraction = float(rng.uniform(0.0, self.cfg.max_clip_fraction))
+        exposure = self._scene_exposure(idx, fraction) if is_crop and self.cfg.scene_metering else None
+        s = synthesize(view, rng, clip_fraction=fraction, exposure=exposure)
         return s.ldr, s.target
 
     def batch(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from engine.errors import InputError
@@ -109,7 +110,8 @@ def param_checksum(model: nn.Module) -> str:
 
 
 def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, split: Path = DEFAULT_SPLIT,
-          threads: int | None = None, quiet: bool = False, until: int | None = None) -> dict:
+          threads: int | None = None, quiet: bool = False, until: int | None = None,
+          init_from: Path | None = None) -> dict:
     """Train (or continue) a run; stops at ``cfg.steps``, or earlier at ``until`` with a checkpoint
     so that a later ``resume`` continues exactly where it stopped."""
     rank, world = _distributed()
@@ -131,7 +133,10 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
         _set_rng_state(np_rng, gen, state["rng"][rank])
     elif resume and rank == 0:
         print(f"note: nothing to resume in {last}, starting fresh", file=sys.stderr)
-    if state["step"] == 0:  # actnorm data-dependent init on rank 0's first batch (DDP broadcasts it)
+    if state["step"] == 0 and init_from is not None:
+        model.load_state_dict(load_file(str(Path(init_from) / "model.safetensors")))
+        state["init_from"] = str(init_from)
+    elif state["step"] == 0:  # actnorm data-dependent init on rank 0's first batch (DDP broadcasts it)
         model.train()
         with torch.no_grad():
             ldr, hdr, _, _ = _draw(sampler, np.random.default_rng([cfg.seed, 999]), torch.Generator().manual_seed(7),
@@ -219,6 +224,29 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
     return state
 
 
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``section.field=value`` overrides (e.g. ``loss.clip_weight=20``) to a config,
+    converting the value to the field's current type; an unknown key is an InputError."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--set {item}: expected KEY=VALUE, e.g. loss.clip_weight=20")
+        obj, parts = cfg, key.split(".")
+        for part in parts[:-1]:
+            if not hasattr(obj, part):
+                raise InputError(f"--set {item}: unknown config section {part!r}")
+            obj = getattr(obj, part)
+        if not hasattr(obj, parts[-1]):
+            raise InputError(f"--set {item}: unknown config field {parts[-1]!r}")
+        current = getattr(obj, parts[-1])
+        try:
+            new = value.lower() in ("1", "true", "yes") if isinstance(current, bool) else type(current)(value)
+        except ValueError:
+            raise InputError(f"--set {item}: {value!r} is not a valid {type(current).__name__}") from None
+        setattr(obj, parts[-1], new)
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", choices=sorted(CONFIGS), default="compact")
@@ -229,13 +257,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", type=Path, default=DEFAULT_SPLIT, help="held-out file names (never trained on)")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--until", type=int, help="stop at this step with a checkpoint; continue later with --resume")
+    ap.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (fine-tuning; fresh optimizer)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config field, e.g. --set loss.clip_weight=20 (repeatable)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     cfg = CONFIGS[args.config]()
     if args.steps:
         cfg.steps = args.steps
     try:
-        train(cfg, args.data, args.out, args.resume, args.split, args.threads, args.quiet, args.until)
+        apply_overrides(cfg, args.set)
+        train(cfg, args.data, args.out, args.resume, args.split, args.threads, args.quiet, args.until,
+              args.init_from)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
