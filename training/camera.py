@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from engine.color import luminance, srgb_to_linear, linear_to_srgb  # noqa: F401  (one home for colour maths)
+from engine.color import linear_to_srgb
+from engine.convert import is_panorama  # noqa: F401  (re-exported: one rule for '2:1 means panorama')
 
 CURVE_FAMILIES = ("srgb", "gamma", "filmic", "perturbed")
 
@@ -208,8 +209,3 @@ def perspective_crop(pano: np.ndarray, yaw_deg: float, pitch_deg: float, fov_deg
     top = pano[r0, c0w] * (1 - fc) + pano[r0, c1w] * fc
     bot = pano[r1, c0w] * (1 - fc) + pano[r1, c1w] * fc
     return (top * (1 - fr) + bot * fr).astype(np.float32)
-
-
-def is_panorama(height: int, width: int) -> bool:
-    """2:1 equirectangular within 1 %."""
-    return abs(width / max(height, 1) - 2.0) < 0.02

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.color import luminance as engine_luminance
+
 # --------------------------------------------------------------------------------------------
 # Luminance
 # --------------------------------------------------------------------------------------------
 
 # Rec.709 / sRGB primaries, D65: the project's working colour space (engine.color uses the same).
-REC709_LUMA = (0.2126, 0.7152, 0.0722)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -38,9 +39,7 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 
     Negative values (which a model may produce) are clamped to 0 first: they are not light.
     """
-    rgb = np.maximum(np.asarray(rgb, dtype=np.float64), 0.0)
-    r, g, b = REC709_LUMA
-    return rgb[..., 0] * r + rgb[..., 1] * g + rgb[..., 2] * b
+    return engine_luminance(np.maximum(np.asarray(rgb, dtype=np.float32), 0.0))
 
 
 # --------------------------------------------------------------------------------------------
