@@ -1,6 +1,7 @@
 # make demo  - engine-only venv (no torch), convert examples/ into out/
 # make test  - full venv (engine + training + Blender + dev tools), run the whole test suite
-# make bench - run every benchmarks/*.py
+# make bench - run every benchmarks/bench_*.py (prints tables and side-by-side ratios)
+# make gpu-check - on a machine with an NVIDIA GPU: TensorRT tests + backend benchmark (<= 8 min)
 #
 # Installs are guarded by stamp files that depend on pyproject.toml, so a second run with
 # nothing changed goes straight to the work.
@@ -12,7 +13,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 CONSTRAINTS := .ci/constraints.txt
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench gpu-check clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +23,7 @@ $(VENV)/.stamp-demo: pyproject.toml $(CONSTRAINTS) | $(PY)
 	touch $@
 
 $(VENV)/.stamp-test: pyproject.toml $(CONSTRAINTS) | $(PY)
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[train,blender,dev]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[train,blender,dev,ray]'
 	touch $@ $(VENV)/.stamp-demo
 
 demo: $(VENV)/.stamp-demo
@@ -34,8 +35,11 @@ test: $(VENV)/.stamp-test
 
 bench: $(VENV)/.stamp-test
 	@shopt -s nullglob; found=0; \
-	for f in benchmarks/*.py; do found=1; echo "== $$f"; $(PY) "$$f" || exit $$?; done; \
-	if [ $$found = 0 ]; then echo "no benchmarks/*.py yet"; fi
+	for f in benchmarks/bench_*.py; do found=1; echo "== $$f"; $(PY) "$$f" || exit $$?; done; \
+	if [ $$found = 0 ]; then echo "no benchmarks/bench_*.py yet"; fi
+
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 clean-venv:
 	rm -rf $(VENV)

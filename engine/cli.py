@@ -80,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--compression", default="zip", choices=("zip", "dwaa"))
     c.add_argument("--threads", type=_number(int, 1, what="integer"), default=None, metavar="N",
                    help="CPU threads for onnxruntime (default: physical cores)")
+    c.add_argument("--batch", type=_number(int, 1, what="integer"), default=None, metavar="N",
+                   help="most tiles per model run (default: the backend's choice; tensorrt: the engine's "
+                        "profile is built for it)")
+    c.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="TensorRT engine and timing cache folder (default ~/.cache/hdrcnf/trt or "
+                        "$HDRCNF_CACHE_DIR/trt)")
+    c.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the batch as a Ray Data pipeline: on the cluster at ADDRESS (e.g. 'auto' or "
+                        "ray://head:10001), or on a local Ray instance when no address is given")
+    c.add_argument("--workers", type=_number(int, 1, what="integer"), default=None, metavar="N",
+                   help="with --ray: model instances (default: one per GPU, else CPUs / threads)")
     c.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
 
     i = sub.add_parser("info", help="show the model, its scores and the available backends")
@@ -212,10 +223,21 @@ def _cmd_convert(args) -> int:
         _err(line)
     converted = skipped = internal = 0
     failed = len(bad)
-    if jobs:
+    if jobs and args.ray is not None:
+        from .ray_batch import convert_with_ray
+
+        _check_tile(args.tile, load_bundle(args.model))
+        counts = convert_with_ray(jobs, args, options, say=lambda line: print(line, flush=True), err=_err_raw)
+        converted, skipped = counts["converted"], counts["skipped"]
+        failed += counts["failed"]
+        internal = counts["internal"]
+    elif jobs:
         bundle = load_bundle(args.model)
         _check_tile(args.tile, bundle)  # once for the batch, not once per file
-        backend = create_backend(bundle, args.backend, threads=args.threads, precision=args.precision)
+        backend = create_backend(bundle, args.backend, threads=args.threads, precision=args.precision,
+                                 cache_dir=args.cache_dir, tile=args.tile, max_batch=args.batch)
+        if args.batch is not None:
+            _cap_batch(backend, args.batch)
         tty = sys.stderr.isatty()
         bar = _bar(len(jobs), "images", tty)
         for src, dst in jobs:
@@ -252,6 +274,18 @@ def _cmd_convert(args) -> int:
     print(f"converted {converted}, skipped {skipped}, failed {failed + internal} in "
           f"{time.perf_counter() - t0:.1f}s", flush=True)
     return 1 if internal else 2 if failed else 0
+
+
+def _cap_batch(backend, n: int) -> None:
+    """--batch N for backends that choose their own batch size (onnxruntime)."""
+    sizer = getattr(backend, "batch_size", None)
+    if sizer is not None and getattr(backend, "name", "") != "tensorrt":
+        backend.batch_size = lambda h, w: max(1, min(n, sizer(h, w)))
+
+
+def _err_raw(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _check_tile(tile: int, bundle) -> None:

@@ -1,10 +1,13 @@
 """The conversion pipeline as plain functions on numpy arrays (shared by the CLI and the add-on).
 
 convert_array: LDR (H, W, 3) -> pad to the stride (mirror, or wrap for panoramas) -> windows of
-the tile plan -> per window and per flow sample: latents cropped from the whole-image field,
-backend.run -> running mean / variance over samples (window-sized, never a list of full images)
--> feather-blend into the output -> drop the padding -> exposure.
-convert_file wraps it with reading the photo and writing the EXR atomically.
+the tile plan -> (window, flow sample) jobs grouped into batches of equal window shape, each
+with its latents cropped from the whole-image field -> backend runs (pipelined where the
+backend can, see engine.backends.run_batches) -> running mean / variance over a window's
+samples (window-sized, never a list of full images) -> feather-blend into the output -> drop
+the padding -> exposure.
+convert_file wraps it with reading the photo and writing the EXR atomically (write_result,
+shared with the Ray pipeline in engine.ray_batch).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__
+from .backends import run_batches
 from .color import luminance, peak_stops
 from .errors import Cancelled, InputError
 from .io import read_ldr_raw, write_exr
@@ -30,6 +34,11 @@ MAX_RADIANCE = float(2**24)
 #: report huge log-domain noise.
 SPREAD_FLOOR = 1e-4
 PANORAMAS = ("auto", "on", "off")
+#: Memory for recently drawn latent blocks, shared by all samples of an image. Neighbouring
+#: tiles share blocks, so this makes "drawn once per image" true for horizontal neighbours;
+#: vertically, only the blocks straddling a tile-row boundary are drawn twice (64 MB hold a
+#: whole row of 1024-px tiles of a 4K panorama; the field of a 16K one would be 1.6 GB).
+LATENT_CACHE_BYTES = 64 << 20
 
 
 @dataclass
@@ -106,7 +115,12 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
     `ldr`: (H, W, 3) display-encoded, uint8 / uint16 / float in [0, 1] (gray and RGBA accepted).
     `progress(fraction)` is called after every model run; `cancel()` is polled between runs
     and raises engine.errors.Cancelled when it returns True. Deterministic for a given seed:
-    independent of the tile size and of the backend (up to its arithmetic)."""
+    independent of the tile size, of the batching and of the backend (up to its arithmetic).
+
+    Memory is bounded by the tile size, not the image size: the only full-size arrays are the
+    input (in its storage type), the float32 output, the float32 blend-weight sum and, with
+    `uncertainty`, the float32 spread map. Windows, latents and predictions exist one batch at
+    a time; the latents are drawn once per image block (engine.latent)."""
     t_start = time.perf_counter()
     options = options or ConvertOptions()
     options.validate()
@@ -124,64 +138,115 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
         raise InputError(f"--tile {options.tile} is too small for model {bundle.name}: it needs at least "
                          f"{min_tile(overlap, stride)} px (2 x {overlap} px context + {stride})")
     plan = plan_tiles(Hp, Wp, tile, overlap, stride, wrap=wrap)
-    fields = [LatentField(bundle.latents, Hp, Wp, seed=int(options.seed), sample=s, temperature=temperature)
-              for s in range(options.samples)]
+    samples = int(options.samples)
+    fields = [LatentField(bundle.latents, Hp, Wp, seed=int(options.seed), sample=s, temperature=temperature,
+                          cache_bytes=LATENT_CACHE_BYTES // samples) for s in range(samples)]
 
-    want_spread = options.uncertainty and options.samples >= 2
+    want_spread = options.uncertainty and samples >= 2
     out = np.zeros((H, W, 3), dtype=np.float32)
     wsum = np.zeros((H, W, 1), dtype=np.float32)
     spread = np.zeros((H, W), dtype=np.float32) if want_spread else None
-    total = len(plan.tiles) * options.samples
+    total = len(plan.tiles) * samples
+    batches = _batches(plan, samples, backend)
+    state: dict[int, list] = {}  # tile index -> [mean, lmean, m2] while its samples come in
     done = 0
-    for tile_ in plan.tiles:
-        y0, x0, th, tw = tile_.window
-        x = np.ascontiguousarray(src.read(y0, y0 + th, x0, x0 + tw).transpose(2, 0, 1)[None])
-        mean = None
-        m2 = None
-        lmean = None
-        for s, fld in enumerate(fields):
+
+    def produce():
+        for jobs in batches:
             if cancel is not None and cancel():
                 raise Cancelled("conversion cancelled")
-            pred = np.asarray(backend.run(x, fld.crop(y0, x0, th, tw)))
-            if pred.shape != (1, 3, th, tw):
-                raise RuntimeError(f"backend {getattr(backend, 'name', '?')} returned shape {pred.shape}, "
-                                   f"expected {(1, 3, th, tw)}")
-            y = region_of(tile_, pred[0].transpose(1, 2, 0))
+            _, _, th, tw = plan.tiles[jobs[0][0]].window
+            x = np.empty((len(jobs), 3, th, tw), dtype=np.float32)
+            lat = {spec.name: np.empty(spec.shape(len(jobs), th, tw), dtype=np.float32) for spec in bundle.latents}
+            last = None
+            for i, (ti, s) in enumerate(jobs):
+                y0, x0, _, _ = plan.tiles[ti].window
+                if ti == last:
+                    x[i] = x[i - 1]
+                else:
+                    x[i] = src.read(y0, y0 + th, x0, x0 + tw).transpose(2, 0, 1)
+                last = ti
+                for name, z in fields[s].crop(y0, x0, th, tw).items():
+                    lat[name][i] = z[0]
+            yield jobs, x, lat
+
+    for jobs, pred in run_batches(backend, produce()):
+        pred = np.asarray(pred)
+        _, _, th, tw = plan.tiles[jobs[0][0]].window
+        if pred.shape != (len(jobs), 3, th, tw):
+            raise RuntimeError(f"backend {getattr(backend, 'name', '?')} returned shape {pred.shape}, "
+                               f"expected {(len(jobs), 3, th, tw)}")
+        for i, (ti, s) in enumerate(jobs):
+            tile_ = plan.tiles[ti]
+            y = region_of(tile_, pred[i].transpose(1, 2, 0))
             y = np.clip(np.nan_to_num(y, nan=0.0, posinf=MAX_RADIANCE, neginf=0.0), 0.0, MAX_RADIANCE)
             y = y.astype(np.float32, copy=False)
-            if mean is None:
-                mean = y.copy()
+            st = state.setdefault(ti, [None, None, None])
+            if st[0] is None:
+                st[0] = y.copy()
             else:
-                mean += (y - mean) / np.float32(s + 1)
+                st[0] += (y - st[0]) / np.float32(s + 1)
             if want_spread:  # Welford on log2 luminance: spread in stops, scale-free
                 ly = np.log2(np.maximum(luminance(y), SPREAD_FLOOR * bundle.clip_point))
-                if lmean is None:
-                    lmean, m2 = ly, np.zeros_like(ly)
+                if st[1] is None:
+                    st[1], st[2] = ly, np.zeros_like(ly)
                 else:
-                    delta = ly - lmean
-                    lmean = lmean + delta / np.float32(s + 1)
-                    m2 += delta * (ly - lmean)
-            done += 1
-            if progress is not None:
-                progress(done / total)
-        weights = blend_weights(tile_, plan.feather)
-        extra = None
-        if want_spread:
-            extra = (spread, np.sqrt(np.maximum(m2 / np.float32(options.samples - 1), 0.0)).astype(np.float32))
-        accumulate(out, wsum, tile_, mean, weights, period=Wp if wrap else None, extra=extra)
+                    delta = ly - st[1]
+                    st[1] = st[1] + delta / np.float32(s + 1)
+                    st[2] += delta * (ly - st[1])
+            if s == samples - 1:  # the tile is complete: blend it and forget it
+                mean, _, m2 = state.pop(ti)
+                extra = None
+                if want_spread:
+                    extra = (spread, np.sqrt(np.maximum(m2 / np.float32(samples - 1), 0.0)).astype(np.float32))
+                accumulate(out, wsum, tile_, mean, blend_weights(tile_, plan.feather),
+                           period=Wp if wrap else None, extra=extra)
+        done += len(jobs)
+        if progress is not None:
+            progress(done / total)
 
-    out /= wsum
-    if spread is not None:
-        spread /= wsum[..., 0]
     scale = np.float32(2.0 ** float(options.exposure))
-    if scale != 1:
-        out *= scale
-    np.nan_to_num(out, copy=False, nan=0.0, posinf=MAX_RADIANCE * float(scale), neginf=0.0)
-    np.maximum(out, 0.0, out=out)
+    band = max(1, (4 << 20) // (W * 12))  # finish in row bands: no full-size temporaries
+    for r0 in range(0, H, band):
+        o = out[r0:r0 + band]
+        o /= wsum[r0:r0 + band]
+        if spread is not None:
+            spread[r0:r0 + band] /= wsum[r0:r0 + band, :, 0]
+        if scale != 1:
+            o *= scale
+        np.nan_to_num(o, copy=False, nan=0.0, posinf=MAX_RADIANCE * float(scale), neginf=0.0)
+        np.maximum(o, 0.0, out=o)
+    del wsum
     info = {"tiles": len(plan.tiles), "tile": tile, "overlap": overlap, "temperature": temperature,
-            "seed": int(options.seed), "samples": int(options.samples)}
+            "seed": int(options.seed), "samples": samples, "runs": len(batches)}
     return ConvertResult(out, spread, wrap, time.perf_counter() - t_start,
                          clip_point=bundle.clip_point * float(scale), info=info)
+
+
+def _batches(plan, samples: int, backend) -> list[list[tuple[int, int]]]:
+    """Group the (tile, sample) jobs, in tile-major order, into runs of equal window shape.
+
+    Only consecutive jobs are grouped, so a tile's samples complete in order and at most one
+    batch of windows is in flight; the size per shape comes from `backend.batch_size(h, w)`
+    (1 for backends that do not batch)."""
+    sizer = getattr(backend, "batch_size", None)
+    batches: list[list[tuple[int, int]]] = []
+    cur: list[tuple[int, int]] = []
+    cur_shape = None
+    limit = 1
+    for ti, t in enumerate(plan.tiles):
+        shape = t.window[2:]
+        for s in range(samples):
+            if cur and (shape != cur_shape or len(cur) >= limit):
+                batches.append(cur)
+                cur = []
+            if not cur:
+                cur_shape = shape
+                limit = max(1, int(sizer(*shape))) if sizer is not None else 1
+            cur.append((ti, s))
+    if cur:
+        batches.append(cur)
+    return batches
 
 
 def convert_file(src, dst, backend, bundle, options: ConvertOptions | None = None, overwrite: bool = False,
@@ -203,6 +268,13 @@ def convert_file(src, dst, backend, bundle, options: ConvertOptions | None = Non
         raise InputError(f"{dst}: output is a folder, not a file")
     image = read_ldr_raw(src)
     result = convert_array(image, backend, bundle, options, progress=progress, cancel=cancel)
+    del image  # the input's memory is free before the output is encoded
+    write_result(dst, src.name, result, bundle, options, half=half, compression=compression)
+    return result
+
+
+def exr_header(source_name: str, result: ConvertResult, bundle, options: ConvertOptions) -> dict:
+    """The OpenEXR header attributes recording how an output was made."""
     header = {
         "software": f"hdrcnf {__version__}",
         "hdrcnf_model": f"{bundle.name} {bundle.version}",
@@ -211,18 +283,25 @@ def convert_file(src, dst, backend, bundle, options: ConvertOptions | None = Non
         "hdrcnf_temperature": f"{result.info['temperature']:g}",
         "hdrcnf_samples": str(result.info["samples"]),
         "hdrcnf_exposure": f"{float(options.exposure):g}",
-        "hdrcnf_source": src.name,
+        "hdrcnf_source": source_name,
     }
     if result.panorama:
         header["envmap"] = "latlong"
+    return header
+
+
+def write_result(dst, source_name: str, result: ConvertResult, bundle, options: ConvertOptions,
+                 half: bool = True, compression: str = "zip") -> None:
+    """Write a conversion result (and its uncertainty channel) to the EXR `dst`, atomically.
+    Shared by the local batch and the Ray pipeline so both write identical files."""
+    dst = Path(dst)
     extra = {"uncertainty": result.spread} if result.spread is not None else None
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         write_exr(dst, result.hdr, half=half, compression=compression, extra_channels=extra,
-                  header=_exr_header(header))
+                  header=_exr_header(exr_header(source_name, result, bundle, options)))
     except OSError as e:  # permissions, read-only or full disk: the user's output path, not our bug
         raise InputError(f"{dst}: cannot write output: {e.strerror or e}") from None
-    return result
 
 
 def _exr_header(h: dict) -> dict:

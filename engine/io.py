@@ -22,7 +22,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError
 
@@ -65,6 +64,10 @@ def read_ldr_raw(path) -> np.ndarray:
     normalise only the tile it is working on."""
     p = Path(path)
     _check_file(p)
+    try:  # Pillow only where photos are read: the engine imports (and writes EXRs) without it
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise InputError(f"{p}: reading photos needs the Pillow package (pip install Pillow)") from None
     with warnings.catch_warnings():
         # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; we apply our own limit.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -113,7 +116,7 @@ def _check_file(p: Path) -> None:
         raise InputError(f"{p}: empty file")
 
 
-def _decode_pil(im: Image.Image, p: Path) -> np.ndarray:
+def _decode_pil(im: "Image.Image", p: Path) -> np.ndarray:
     im.load()  # raises OSError on truncated data
     mode = im.mode
     if mode.startswith("I;16"):
@@ -156,7 +159,7 @@ def _decode_png16(p: Path) -> np.ndarray:
     return arr[..., :3]
 
 
-def _tiff_needs_tifffile(im: Image.Image) -> bool:
+def _tiff_needs_tifffile(im: "Image.Image") -> bool:
     bits = im.tag_v2.get(258, (8,))
     bits = bits if isinstance(bits, tuple) else (bits,)
     samples = int(im.tag_v2.get(277, 1))
@@ -288,10 +291,18 @@ def write_exr(path, rgb: np.ndarray, half: bool = True, compression: str = "zip"
     dtype = np.float16 if half else np.float32
 
     def prep(a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a, dtype=np.float32)
-        if half:
-            a = np.clip(a, -HALF_MAX, HALF_MAX)
-        return np.ascontiguousarray(a.astype(dtype))  # never hand OpenEXR a strided view
+        # Always a fresh C-contiguous array (never hand OpenEXR a strided view), converted in
+        # row bands so a huge image needs no full-size float32 temporary: peak memory is the
+        # caller's array plus the converted copy (2 bytes per value for half).
+        a = np.asarray(a)
+        res = np.empty(a.shape, dtype=dtype)
+        band = max(1, (8 << 20) // max(1, a[0].size * 4))
+        for r0 in range(0, a.shape[0], band):
+            chunk = np.asarray(a[r0:r0 + band], dtype=np.float32)
+            if half:
+                chunk = np.clip(chunk, -HALF_MAX, HALF_MAX)
+            res[r0:r0 + band] = chunk
+        return res
 
     channels = {"RGB": prep(rgb)}
     for name, arr in (extra_channels or {}).items():

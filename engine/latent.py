@@ -11,6 +11,7 @@ wrap around like its pixels.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
@@ -35,10 +36,16 @@ class LatentField:
     `specs` come from the bundle; level numbers used for seeding are 1..L in that order.
     `crop(y0, x0, h, w)` takes image-pixel coordinates that are multiples of every level's
     scale (the bundle stride guarantees that) and returns {name: float32 [1, C, h/s, w/s]}
-    already multiplied by `temperature`. Rows must lie inside the image; columns wrap."""
+    already multiplied by `temperature`. Rows must lie inside the image; columns wrap.
+
+    Blocks are generated once per image: neighbouring tiles share blocks (their windows
+    overlap), so recently drawn blocks are kept in a small LRU cache bounded by `cache_bytes`
+    (a cache hit returns exactly the block a fresh draw would give, so the cache changes only
+    the speed, never a value)."""
 
     def __init__(self, specs: Sequence[LatentSpec], height: int, width: int, seed: int,
-                 sample: int = 0, temperature: float = 1.0, block: int = BLOCK):
+                 sample: int = 0, temperature: float = 1.0, block: int = BLOCK,
+                 cache_bytes: int = 64 << 20):
         if seed < 0 or sample < 0:
             raise ValueError("seed and sample must be non-negative integers")
         for s in specs:
@@ -49,6 +56,10 @@ class LatentField:
         self.seed, self.sample = int(seed), int(sample)
         self.temperature = float(temperature)
         self.block = int(block)
+        self.cache_bytes = int(cache_bytes)
+        self._cache: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()
+        self._cached = 0
+        self.blocks_drawn = 0  # how many blocks were generated (for tests and benchmarks)
 
     def crop(self, y0: int, x0: int, h: int, w: int) -> dict[str, np.ndarray]:
         out = {}
@@ -63,23 +74,44 @@ class LatentField:
         """The whole field (for tests and small images)."""
         return self.crop(0, 0, self.height, self.width)
 
+    def _block(self, level: int, spec: LatentSpec, by: int, bx: int) -> np.ndarray:
+        key = (level, by, bx)
+        blk = self._cache.get(key)
+        if blk is not None:
+            self._cache.move_to_end(key)
+            return blk
+        blk = latent_block(self.seed, self.sample, level, by, bx, spec.channels, self.block)
+        self.blocks_drawn += 1
+        if blk.nbytes <= self.cache_bytes:
+            self._cache[key] = blk
+            self._cached += blk.nbytes
+            while self._cached > self.cache_bytes:
+                _, old = self._cache.popitem(last=False)
+                self._cached -= old.nbytes
+        return blk
+
     def _crop_level(self, level: int, spec: LatentSpec, ly0: int, lx0: int, lh: int, lw: int) -> np.ndarray:
         hl, wl = self.height // spec.scale, self.width // spec.scale
         if ly0 < 0 or ly0 + lh > hl:
             raise ValueError(f"rows {ly0 * spec.scale}..{(ly0 + lh) * spec.scale} "
                              f"outside the image height {self.height}")
         B = self.block
-        ys = np.arange(ly0, ly0 + lh)
-        xs = np.mod(np.arange(lx0, lx0 + lw), wl)
         out = np.empty((1, spec.channels, lh, lw), dtype=np.float32)
-        by_of, bx_of = ys // B, xs // B
-        for by in np.unique(by_of):
-            rsel = np.nonzero(by_of == by)[0]
-            for bx in np.unique(bx_of):
-                csel = np.nonzero(bx_of == bx)[0]
-                blk = latent_block(self.seed, self.sample, level, int(by), int(bx), spec.channels, B)
-                out[0][np.ix_(np.arange(spec.channels), rsel, csel)] = \
-                    blk[np.ix_(np.arange(spec.channels), ys[rsel] % B, xs[csel] % B)]
+        # Rectangular runs: rows split at block boundaries; columns at block boundaries and at
+        # the wrap point (a block may be cut short by the image's right edge).
+        y = ly0
+        while y < ly0 + lh:
+            by, oy = divmod(y, B)
+            ny = min(B - oy, ly0 + lh - y)
+            x = lx0
+            while x < lx0 + lw:
+                gx = x % wl
+                bx, ox = divmod(gx, B)
+                nx = min(B - ox, wl - gx, lx0 + lw - x)
+                blk = self._block(level, spec, by, bx)
+                out[0, :, y - ly0:y - ly0 + ny, x - lx0:x - lx0 + nx] = blk[:, oy:oy + ny, ox:ox + nx]
+                x += nx
+            y += ny
         if self.temperature != 1.0:
             out *= np.float32(self.temperature)
         return out

@@ -1,16 +1,19 @@
 """Inference backends: run the bundle's ONNX reverse pass on NCHW float32 batches.
 
 Every backend offers the same small protocol (`name`, `device`, `run(ldr, latents)`) so the
-converter, the CLI and the Blender add-on never care which one runs. `auto` prefers TensorRT
-when it is importable, implemented and a CUDA GPU is present, and otherwise onnxruntime (which
-itself uses its CUDA execution provider when the installed build has one).
+converter, the CLI and the Blender add-on never care which one runs. Two optional methods let
+a backend go faster without changing that protocol: `batch_size(h, w)` (how many windows of
+that size one run takes; 1 when absent) and `run_stream(batches)` (a pipelined generator, see
+`run_batches`). `auto` prefers TensorRT when it is importable and a CUDA GPU is present, and
+otherwise onnxruntime (which itself uses its CUDA execution provider when the installed build
+has one).
 """
 from __future__ import annotations
 
 import ctypes
 import importlib.util
 import sys
-from typing import Protocol
+from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -27,6 +30,21 @@ class Backend(Protocol):
     def run(self, ldr: np.ndarray, latents: dict[str, np.ndarray]) -> np.ndarray:
         """ldr float32 [N, 3, H, W] + {latent name: float32 [N, C, H/s, W/s]} -> hdr [N, 3, H, W]."""
         ...
+
+
+def run_batches(backend, batches: Iterable[tuple]) -> Iterator[tuple]:
+    """Run `(meta, ldr, latents)` items through `backend` and yield `(meta, output)` in order.
+
+    Backends with a `run_stream` method get the whole iterable and may overlap work (TensorRT
+    copies the next batch to the GPU and lets the host prepare the one after while the current
+    one computes); others are simply called once per item. Exceptions raised while producing
+    an item (e.g. Cancelled) propagate to the caller either way."""
+    stream = getattr(backend, "run_stream", None)
+    if stream is not None:
+        yield from stream(batches)
+        return
+    for meta, ldr, latents in batches:
+        yield meta, backend.run(ldr, latents)
 
 
 def cuda_devices() -> tuple[list[str], str]:
@@ -74,7 +92,7 @@ def tensorrt_status() -> tuple[bool, str, str]:
 
     if not trt_backend.IMPLEMENTED:
         return False, f"cuda:0 {gpus[0]}", "the TensorRT backend is not implemented in this version"
-    return True, f"cuda:0 {gpus[0]}", ""
+    return True, f"cuda:0 {gpus[0]} (TensorRT {trt_backend.trt.__version__})", ""
 
 
 def available_backends() -> list[tuple[str, str, bool, str]]:
@@ -86,9 +104,17 @@ def available_backends() -> list[tuple[str, str, bool, str]]:
     return [("onnxruntime", device, ok, why), ("tensorrt", trt_device, trt_ok, trt_why)]
 
 
-def create_backend(bundle, name: str = "auto", threads: int | None = None, precision: str = "fp32") -> Backend:
+def create_backend(bundle, name: str = "auto", threads: int | None = None, precision: str = "fp32",
+                   cache_dir=None, tile: int | None = None, max_batch: int | None = None,
+                   log=None) -> Backend:
     """Build a backend for `bundle`. Unknown names, an unavailable TensorRT, or a precision the
-    chosen backend cannot honour raise InputError with one line telling the user what to do."""
+    chosen backend cannot honour raise InputError with one line telling the user what to do.
+
+    TensorRT only: `cache_dir` holds the engine and timing caches (default
+    `~/.cache/hdrcnf/trt`, or $HDRCNF_CACHE/trt), `tile` is the largest window side the
+    engine's optimisation profile must cover (default 1024, the converter's default tile),
+    `max_batch` the largest batch of windows (default: as many as fit 4 megapixels), `log` a
+    callable receiving progress lines such as the one-off build time (default: stderr)."""
     if name not in BACKENDS:
         raise InputError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
     if precision not in PRECISIONS:
@@ -110,7 +136,8 @@ def create_backend(bundle, name: str = "auto", threads: int | None = None, preci
             raise InputError(f"tensorrt backend unavailable: {trt_why}; use --backend onnxruntime")
         from .tensorrt import TensorRTBackend
 
-        return TensorRTBackend(bundle, precision=precision)
+        return TensorRTBackend(bundle, precision=precision, cache_dir=cache_dir, tile=tile,
+                               max_batch=max_batch, log=log)
     if precision != "fp32":
         raise InputError("the onnxruntime backend runs only --precision fp32; use --backend tensorrt for fp16")
     from .onnxruntime import OnnxRuntimeBackend

@@ -1,8 +1,19 @@
 """onnxruntime backend: the default everywhere (CPU; CUDA execution provider when present).
 
-Session settings chosen for one big graph run per tile: full graph optimisation, intra-op
-threads = physical cores (hyper-threads only contend for the same FPUs), one inter-op thread
-and sequential execution (the reverse flow is a chain, there is little to run in parallel).
+Session settings chosen for one big graph run per tile (measured on the 2-core CI machine,
+benchmarks/README.md):
+- full graph optimisation (constant folding, conv fusions, the NCHWc layout): ORT_ENABLE_ALL
+  runs the default model 1.4x faster than ORT_ENABLE_EXTENDED;
+- intra-op threads = physical cores (hyper-threads only contend for the same FPUs), one
+  inter-op thread and sequential execution (the reverse flow is a chain);
+- no spinning: idle worker threads block instead of busy-waiting between operators. A tile is
+  a few hundred large operators, so spinning saves nothing measurable on an idle machine, but
+  on a busy one (Blender's UI, a render node running other jobs, a training run) spinning
+  threads steal the cores the convolutions need: 1.19 s vs 1.38 s per 1024x512 run measured
+  side by side on a loaded 2-core machine;
+- arena on, memory pattern off: the tile shapes of one image vary (edge tiles are smaller), a
+  per-shape pattern planner only adds peak memory (608 -> 413 MB for a 1024x1024 tile,
+  2169 -> 1393 MB for 2048x2048) and was not faster.
 """
 from __future__ import annotations
 
@@ -63,10 +74,18 @@ def ort_status() -> tuple[bool, str, str]:
     return True, device, ""
 
 
+#: Largest batch (pixels over all tiles of one run) the CPU path assembles. Batching small
+#: tiles amortises per-run overhead; past about one megapixel a run is compute-bound and a
+#: bigger batch only raises peak memory (~0.4 KB per pixel in flight).
+CPU_BATCH_PIXELS = 1 << 20
+GPU_BATCH_PIXELS = 8 << 20
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, bundle, threads: int | None = None):
+    def __init__(self, bundle, threads: int | None = None, spinning: bool = False,
+                 batch_pixels: int | None = None):
         ok, device, why = ort_status()
         if not ok:
             raise BundleError(why)
@@ -76,6 +95,9 @@ class OnnxRuntimeBackend:
         self.threads = int(threads) if threads else physical_cores()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = True
+        opts.enable_mem_pattern = False
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         opts.log_severity_level = 3  # warnings from the optimiser are not the user's business
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
@@ -85,6 +107,9 @@ class OnnxRuntimeBackend:
             raise BundleError(f"{bundle.onnx_path}: onnxruntime cannot load the model: "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        if batch_pixels is None:
+            batch_pixels = GPU_BATCH_PIXELS if self.device == "cuda" else CPU_BATCH_PIXELS
+        self.batch_pixels = int(batch_pixels)
         self.input_name = bundle.input_name
         self.output_name = bundle.output_name
         inputs = {i.name for i in self.session.get_inputs()}
@@ -96,6 +121,13 @@ class OnnxRuntimeBackend:
         if self.output_name not in outputs:
             raise BundleError(f"{bundle.onnx_path}: model has no output {self.output_name!r} "
                               f"(has {sorted(outputs)}); re-export the bundle")
+
+    def batch_size(self, height: int, width: int) -> int:
+        """How many (height, width) windows to run at once: as many as fit the pixel budget,
+        and on the CPU at most one per thread (measured: 8 windows of 256x256 in one run take
+        the same time as 8 runs, so a bigger CPU batch only costs memory and progress updates)."""
+        n = max(1, self.batch_pixels // max(1, height * width))
+        return n if self.device == "cuda" else min(n, self.threads)
 
     def run(self, ldr: np.ndarray, latents: dict[str, np.ndarray]) -> np.ndarray:
         feeds = {self.input_name: np.ascontiguousarray(ldr, dtype=np.float32)}
