@@ -135,6 +135,10 @@ JOBS = '''
 import threading
 enable()
 jobs = submodule("jobs")
+tiling = submodule("engine_link").module("tiling")
+bundle, _ = jobs.load_engine(jobs.Settings())
+# the smallest tile the installed model allows, so the small photo takes many model runs
+TILE = tiling.min_tile(tiling.default_overlap(bundle.receptive_field, bundle.stride), bundle.stride)
 
 seen_threads = []
 def runner(source, settings, progress=None, cancel=None):
@@ -143,7 +147,7 @@ def runner(source, settings, progress=None, cancel=None):
 
 # 1. a job with several model runs (small tiles, two samples) reports rising progress and a result
 src = jobs.Source(name="p", key=PHOTO, path=PHOTO)
-job = jobs.ConversionJob(src, jobs.Settings(tile=80, samples=2), runner=runner).start()
+job = jobs.ConversionJob(src, jobs.Settings(tile=TILE, samples=2), runner=runner).start()
 seen = []
 t0 = time.time()
 while not job.finished and time.time() - t0 < 120:
@@ -158,7 +162,7 @@ def cancelling(source, settings, progress=None, cancel=None):
     def prog(f):
         progress(f); holder["job"].cancel()
     return jobs.run_conversion(source, settings, progress=prog, cancel=cancel)
-job2 = jobs.ConversionJob(src, jobs.Settings(tile=80, samples=2), runner=cancelling)
+job2 = jobs.ConversionJob(src, jobs.Settings(tile=TILE, samples=2), runner=cancelling)
 holder["job"] = job2
 job2.start()
 RESULT["job2"] = [job2.wait(120), job2.error, job2.output is None]
