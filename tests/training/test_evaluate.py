@@ -144,7 +144,6 @@ def test_split_and_full_conditions(data_dir, tmp_path, capsys):
     assert all(r["width"] == 32 for r in res["inputs"])
 
 
-@pytest.mark.skipif(not (DEFAULT_BUNDLE / "model.json").is_file(), reason="default model bundle not built yet")
 def test_model_bundle_end_to_end(data_dir, tmp_path, capsys):
     js = tmp_path / "m.json"
     rc, out, err = _run(["--model", DEFAULT_BUNDLE, "--data", data_dir, "--json", js, "--quiet",
