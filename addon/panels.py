@@ -111,12 +111,4 @@ class HDRCNF_PT_world(Panel):
 
 classes = (HDRCNF_PT_compositor, HDRCNF_PT_world)
 
-
-def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -98,12 +98,4 @@ def cache_folder(prefs, create: bool = True) -> str:
 
 classes = (HDRCNF_AddonPreferences,)
 
-
-def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)
