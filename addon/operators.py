@@ -136,6 +136,14 @@ def current_result(context):
     return image if image is not None and nodes.is_result_image(image) else None
 
 
+def require_result(context, report):
+    """current_result(), or None after reporting the one-line error every result operator gives."""
+    image = current_result(context)
+    if image is None:
+        report({'ERROR'}, "HDR-CNF: no HDR result yet: press Convert first")
+    return image
+
+
 def _redraw(context) -> None:
     wm = context.window_manager
     for window in wm.windows:
@@ -260,9 +268,8 @@ class HDRCNF_OT_use_as_world(Operator):
         return context.scene is not None
 
     def execute(self, context):
-        image = current_result(context)
+        image = require_result(context, self.report)
         if image is None:
-            self.report({'ERROR'}, "HDR-CNF: no HDR result yet: press Convert first")
             return {'CANCELLED'}
         s = properties.settings(context)
         try:
@@ -292,9 +299,8 @@ class HDRCNF_OT_save_exr(Operator, ExportHelper):
         return context.scene is not None
 
     def invoke(self, context, event):
-        image = current_result(context)
+        image = require_result(context, self.report)
         if image is None:
-            self.report({'ERROR'}, "HDR-CNF: no HDR result yet: press Convert first")
             return {'CANCELLED'}
         self.half = properties.settings(context).exr_half
         if not self.filepath:
@@ -304,9 +310,8 @@ class HDRCNF_OT_save_exr(Operator, ExportHelper):
         return super().invoke(context, event)
 
     def execute(self, context):
-        image = current_result(context)
+        image = require_result(context, self.report)
         if image is None:
-            self.report({'ERROR'}, "HDR-CNF: no HDR result yet: press Convert first")
             return {'CANCELLED'}
         try:
             path = nodes.save_exr(image, self.filepath, half=self.half)
