@@ -12,6 +12,7 @@ from .camera import synthesize
 from .data import load_images
 from .losses import bits_per_dim
 from .metrics import pu21_psnr
+from .target import srgb_to_linear
 
 
 class Validator:
@@ -30,7 +31,7 @@ class Validator:
                 tgt = torch.from_numpy(np.ascontiguousarray(s.target.transpose(2, 0, 1)[None]))
                 self.samples.append((ldr.to(device), tgt.to(device)))
         self.naive_psnr = float(np.mean([
-            pu21_psnr(_hwc(torch.where(l <= 0.04045, l / 12.92, ((l + 0.055) / 1.055) ** 2.4)), _hwc(t))
+            pu21_psnr(_hwc(srgb_to_linear(l)), _hwc(t))
             for l, t in self.samples]))
 
     @torch.no_grad()
