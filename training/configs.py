@@ -26,6 +26,9 @@ class LossConfig:
     cycle_tau: float = 0.5
     clip_weight: float = 4.0       # extra cycle weight on clipped pixels
     dequant_noise: float = 0.01    # std of Gaussian noise on the log-domain target
+    # weight of the per-patch light-energy term (losses.energy_loss) on the same tau reverse pass;
+    # 0 switches it off. It targets what lighting with the HDRI shows: total power and irradiance.
+    energy_weight: float = 0.0
 
 
 @dataclass

@@ -5,12 +5,21 @@ reproduce the ground truth (L1 in the normalised log domain). NLL alone makes th
 conditional distribution; the cycle term pulls its samples at the inference temperature towards
 the truth, which is what lifts clipped highlights with confidence. Clipped pixels are weighted up
 because that is where the LDR carries no information and where users look.
+
+The optional energy term compares the *total light* of each patch (Rec.709 luminance summed in
+linear radiance) between that reverse pass and the truth, in log space. Per-pixel L1 in the log
+domain is minimised by the conditional median, which puts a small, very bright source (the sun, a
+bare bulb) at the level of its clipped halo; a 3D artist lighting with the HDRI sees that missing
+energy as dim, soft shadows. The energy term's gradient on a pixel is proportional to its share of
+the patch's light, so it lifts the brightest clipped pixels rather than the whole patch.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+
+from engine.color import REC709
 
 
 CYCLE_OUTPUT_BOUND = 20.0  # reverse-pass outputs are clamped before they enter a loss (NaN guard)
@@ -33,3 +42,16 @@ def cycle_loss(recon: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor, cli
     recon = recon.clamp(-CYCLE_OUTPUT_BOUND, CYCLE_OUTPUT_BOUND)
     weight = clipped_weight(ldr, clip_weight)
     return (weight * (recon - target).abs()).sum() / (weight.sum() * target.shape[1])
+
+
+def energy_loss(pred_linear: torch.Tensor, target_linear: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Mean over patches of |log E_pred - log E_true|, E = summed Rec.709 luminance of the patch.
+
+    Both inputs are linear radiance [N,3,H,W] (clip point 1.0). ``eps`` per pixel keeps black
+    patches finite and makes the term scale-aware only where there is light to speak of.
+    """
+    luma = torch.as_tensor(REC709, dtype=pred_linear.dtype, device=pred_linear.device).view(1, 3, 1, 1)
+    floor = eps * pred_linear[0, 0].numel()
+    e_pred = (pred_linear.clamp_min(0.0) * luma).sum(dim=(1, 2, 3)) + floor
+    e_true = (target_linear.clamp_min(0.0) * luma).sum(dim=(1, 2, 3)) + floor
+    return (torch.log(e_pred) - torch.log(e_true)).abs().mean()

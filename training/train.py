@@ -33,7 +33,8 @@ from engine.errors import InputError
 from .checkpoint import load_training_state, save_checkpoint
 from .configs import CONFIGS, TrainConfig
 from .data import DEFAULT_SPLIT, PatchSampler, load_images, read_split
-from .losses import bits_per_dim, cycle_loss
+from .losses import CYCLE_OUTPUT_BOUND, bits_per_dim, cycle_loss, energy_loss
+from .target import decode
 from .model import HDRCNF
 from .validate import Validator
 
@@ -52,10 +53,15 @@ class Objective(nn.Module):
         latents, logdet = self.model.flow(target, conds)
         nll = bits_per_dim(self.model.log_prob(latents, logdet), target[0].numel())
         cyc = torch.zeros((), device=ldr.device)
-        if lc.cycle_weight > 0:
+        energy = torch.zeros((), device=ldr.device)
+        if lc.cycle_weight > 0 or lc.energy_weight > 0:
             recon = self.model.flow.reverse([lc.cycle_tau * z for z in cycle_noise], conds)[0]
             cyc = cycle_loss(recon, target, ldr, lc.clip_weight)
-        return nll + lc.cycle_weight * cyc, nll.detach(), cyc.detach()
+            if lc.energy_weight > 0:
+                bounded = recon.clamp(-CYCLE_OUTPUT_BOUND, CYCLE_OUTPUT_BOUND)
+                energy = energy_loss(decode(bounded, ldr, self.model.cfg.target), hdr)
+        loss = nll + lc.cycle_weight * cyc + lc.energy_weight * energy
+        return loss, nll.detach(), cyc.detach(), energy.detach()
 
 
 def _rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
@@ -166,7 +172,7 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         ldr, hdr, noise, cyc_noise = _draw(sampler, np_rng, gen, cfg, model, device)
-        loss, nll, cyc = ddp(ldr, hdr, noise, cyc_noise)
+        loss, nll, cyc, energy = ddp(ldr, hdr, noise, cyc_noise)
         opt.zero_grad(set_to_none=True)
         ok = torch.isfinite(loss)
         if world > 1:
@@ -193,8 +199,9 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
         steps_timed += 1
         if rank == 0:
             rate = steps_timed / (time.perf_counter() - t0)
+            extra = {"energy": f"{float(energy):.3f}"} if cfg.loss.energy_weight > 0 else {}
             bar.set_postfix(loss=f"{loss.item():.3f}", nll=f"{float(nll):.3f}", cyc=f"{float(cyc):.3f}",
-                            its=f"{rate:.2f}")
+                            **extra, its=f"{rate:.2f}")
             bar.update(1)
         done = state["step"] == stop
         if state["step"] % cfg.ckpt_every == 0 or done or (validator and state["step"] % cfg.val_every == 0):
