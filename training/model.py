@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .encoder import EncoderConfig, LDREncoder
-from .flow import FlowConfig, HDRCNFFlow
+from .flow import ActNorm, FlowConfig, HDRCNFFlow, InvConv1x1
 from .flow.hdrcnf import latent_channels
 from .target import TargetTransform, decode, encode
 
@@ -43,6 +43,38 @@ class HDRCNF(nn.Module):
         self.cfg = cfg
         self.encoder = LDREncoder(cfg.encoder, cfg.flow.levels)
         self.flow = HDRCNFFlow(cfg.flow, cfg.encoder.cond_channels)
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> list[str]:
+        """Load ``state``; it may come from a model with fewer flow steps per level (growing a model).
+
+        Everything else must match exactly. The steps the state lacks start as the identity
+        (actnorm bias/log-scale 0 and marked initialised, 1x1 convolution = I, subnets already
+        zero-initialised), so the deeper model computes exactly the function of the shallower one
+        and fine-tuning adds capacity without losing what was learned. Returns the names of the
+        steps that were added.
+        """
+        try:
+            missing, unexpected = self.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches: another architecture
+            raise ValueError(str(exc).strip().splitlines()[-1].strip()) from None
+        added = sorted({k.split(".steps.")[0] + ".steps." + k.split(".steps.")[1].split(".")[0]
+                        for k in missing if ".steps." in k})
+        others = [k for k in missing if ".steps." not in k]
+        if unexpected or others:
+            raise ValueError(f"weights do not fit this model: missing {others[:3]}, unexpected {list(unexpected)[:3]}")
+        modules = dict(self.named_modules())
+        with torch.no_grad():
+            for name in added:
+                for m in modules[name].modules():
+                    if isinstance(m, ActNorm):
+                        m.bias.zero_()
+                        m.log_scale.zero_()
+                        m.initialized.fill_(1)
+                    elif isinstance(m, InvConv1x1):
+                        if m.lu:
+                            raise ValueError("growing a model with LU-decomposed 1x1 convolutions is not supported")
+                        m.weight.copy_(torch.eye(m.weight.shape[0]))
+        return added
 
     def latent_shapes(self, n: int, h: int, w: int) -> list[tuple[int, int, int, int]]:
         return [(n, c, h // 2 ** (i + 1), w // 2 ** (i + 1)) for i, c in enumerate(latent_channels(self.cfg.flow))]

@@ -140,7 +140,12 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
     elif resume and rank == 0:
         print(f"note: nothing to resume in {last}, starting fresh", file=sys.stderr)
     if state["step"] == 0 and init_from is not None:
-        model.load_state_dict(load_file(str(Path(init_from) / "model.safetensors")))
+        try:
+            added = model.load_weights(load_file(str(Path(init_from) / "model.safetensors")))
+        except ValueError as exc:
+            raise InputError(f"--init-from {init_from}: {exc}") from None
+        if added and rank == 0:
+            print(f"grown from {init_from}: {len(added)} identity-initialised flow steps added", file=sys.stderr)
         state["init_from"] = str(init_from)
     elif state["step"] == 0:  # actnorm data-dependent init on rank 0's first batch (DDP broadcasts it)
         model.train()

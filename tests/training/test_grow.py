@@ -1,0 +1,45 @@
+"""Growing a trained model deeper: the added flow steps start as the identity."""
+import copy
+
+import pytest
+import torch
+
+from training.configs import tiny
+from training.model import HDRCNF
+
+
+def _trained_like(cfg, seed=0):
+    torch.manual_seed(seed)
+    model = HDRCNF(cfg.model)
+    with torch.no_grad():  # stand-in for training: every weight moved off its initial value
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model.eval()
+
+
+def test_deeper_model_starts_as_the_same_function():
+    cfg = tiny()
+    small = _trained_like(cfg)
+    deep_cfg = copy.deepcopy(cfg.model)
+    deep_cfg.flow.steps += 2
+    deep = HDRCNF(deep_cfg).eval()
+    added = deep.load_weights(small.state_dict())
+    assert len(added) == 2 * cfg.model.flow.levels
+    g = torch.Generator().manual_seed(1)
+    ldr = torch.rand(2, 3, 32, 32, generator=g)
+    hdr = torch.rand(2, 3, 32, 32, generator=g) * 8
+    latents = [0.5 * torch.randn(s, generator=g) for s in small.latent_shapes(2, 32, 32)]
+    with torch.no_grad():
+        torch.testing.assert_close(deep(ldr, *latents), small(ldr, *latents), rtol=1e-5, atol=1e-5)
+        t = small.to_target(hdr, ldr)
+        torch.testing.assert_close(deep.log_prob(*deep.encode(ldr, t)), small.log_prob(*small.encode(ldr, t)),
+                                   rtol=1e-5, atol=1e-3)
+
+
+def test_weights_of_another_architecture_are_refused():
+    cfg = tiny()
+    small = _trained_like(cfg)
+    other = copy.deepcopy(cfg.model)
+    other.encoder.nf += 8
+    with pytest.raises(ValueError, match="size mismatch"):
+        HDRCNF(other).load_weights(small.state_dict())
