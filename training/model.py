@@ -13,7 +13,7 @@ from torch import nn
 
 from .encoder import EncoderConfig, LDREncoder
 from .flow import ActNorm, FlowConfig, HDRCNFFlow, InvConv1x1
-from .flow.hdrcnf import latent_channels
+from .flow.hdrcnf import FlowStep, latent_channels
 from .target import TargetTransform, decode, encode
 
 LOG_2PI = math.log(2 * math.pi)
@@ -57,12 +57,15 @@ class HDRCNF(nn.Module):
             missing, unexpected = self.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches: another architecture
             raise ValueError(str(exc).strip().splitlines()[-1].strip()) from None
-        added = sorted({k.split(".steps.")[0] + ".steps." + k.split(".steps.")[1].split(".")[0]
-                        for k in missing if ".steps." in k})
-        others = [k for k in missing if ".steps." not in k]
-        if unexpected or others:
-            raise ValueError(f"weights do not fit this model: missing {others[:3]}, unexpected {list(unexpected)[:3]}")
+        missing = set(missing)
         modules = dict(self.named_modules())
+        # Added steps: conditional flow steps none of whose tensors the state has.
+        added = [name for name, m in modules.items() if type(m) is FlowStep
+                 and {f"{name}.{k}" for k in m.state_dict()} <= missing]
+        others = missing - {f"{name}.{k}" for name in added for k in modules[name].state_dict()}
+        if unexpected or others:
+            raise ValueError(f"weights do not fit this model: missing {sorted(others)[:3]}, "
+                             f"unexpected {list(unexpected)[:3]}")
         with torch.no_grad():
             for name in added:
                 for m in modules[name].modules():

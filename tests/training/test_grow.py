@@ -43,3 +43,12 @@ def test_weights_of_another_architecture_are_refused():
     other.encoder.nf += 8
     with pytest.raises(ValueError, match="size mismatch"):
         HDRCNF(other).load_weights(small.state_dict())
+
+
+def test_only_whole_trailing_flow_steps_may_be_missing():
+    # A model with an extra transition step has its step indices shifted: not a "shallower" model.
+    cfg = tiny()
+    other = copy.deepcopy(cfg.model)
+    other.flow.transitions += 1
+    with pytest.raises(ValueError, match="do not fit"):
+        HDRCNF(cfg.model).load_weights(HDRCNF(other).state_dict())
