@@ -11,7 +11,9 @@ linear radiance) between that reverse pass and the truth, in log space. Per-pixe
 domain is minimised by the conditional median, which puts a small, very bright source (the sun, a
 bare bulb) at the level of its clipped halo; a 3D artist lighting with the HDRI sees that missing
 energy as dim, soft shadows. The energy term's gradient on a pixel is proportional to its share of
-the patch's light, so it lifts the brightest clipped pixels rather than the whole patch.
+the *predicted* light: it lifts whatever the model already makes bright, so with a flat prediction
+it lifts the whole clipped region rather than the sun in it (measured: MODEL_CARD, experiments E
+and E2). It is therefore off by default.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from engine.errors import InputError
 from .checkpoint import load_training_state, save_checkpoint
 from .configs import CONFIGS, TrainConfig
 from .data import DEFAULT_SPLIT, PatchSampler, load_images, read_split
-from .losses import CYCLE_OUTPUT_BOUND, bits_per_dim, cycle_loss, energy_loss
+from .losses import bits_per_dim, cycle_loss, energy_loss
 from .target import decode
 from .model import HDRCNF
 from .validate import Validator
@@ -57,9 +57,8 @@ class Objective(nn.Module):
         if lc.cycle_weight > 0 or lc.energy_weight > 0:
             recon = self.model.flow.reverse([lc.cycle_tau * z for z in cycle_noise], conds)[0]
             cyc = cycle_loss(recon, target, ldr, lc.clip_weight)
-            if lc.energy_weight > 0:
-                bounded = recon.clamp(-CYCLE_OUTPUT_BOUND, CYCLE_OUTPUT_BOUND)
-                energy = energy_loss(decode(bounded, ldr, self.model.cfg.target), hdr)
+            if lc.energy_weight > 0:  # decode bounds the log correction itself (MAX_LOG_CORRECTION)
+                energy = energy_loss(decode(recon, ldr, self.model.cfg.target), hdr)
         loss = nll + lc.cycle_weight * cyc + lc.energy_weight * energy
         return loss, nll.detach(), cyc.detach(), energy.detach()
 
