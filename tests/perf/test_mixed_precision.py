@@ -4,15 +4,14 @@ the fp16 accuracy budget of 0.05 stops mean absolute difference."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+from engine.backends.mixed_precision import FLOAT16, fp16_summary, to_mixed_fp16
+from engine.latent import LatentField
 
-from engine.backends.mixed_precision import FLOAT16, fp16_summary, to_mixed_fp16  # noqa: E402
-from engine.latent import LatentField  # noqa: E402
-
-from ..engine.conftest import make_photo  # noqa: E402
+from ..engine.conftest import make_photo
 
 
 def _session(model):
