@@ -4,6 +4,13 @@ It runs once per image and conditions every injector, coupling and prior. The tr
 H/``trunk_scale`` (SRFlow's RRDB also runs at a quarter of the output resolution), which keeps
 inference fast on CPUs and widens the receptive field per convolution; level 1 (H/2) additionally
 sees a shallow full-detail stem so fine edges of clipped regions stay sharp.
+
+An optional context branch (``context_down`` > 0) widens the receptive field to a few hundred
+pixels at little cost: it works at H/(trunk_scale * 2**context_down) with dilated convolutions
+and adds its upsampled result to the trunk. A lamp or sun that clips over a disc wider than the
+trunk's ~56 px view is otherwise seen as "clipped" only, with no hint of how large and so how
+bright the source is. Its output convolution starts at zero, so adding the branch to a trained
+model changes nothing until fine-tuning teaches it (``HDRCNF.load_weights``).
 """
 from __future__ import annotations
 
@@ -22,6 +29,13 @@ class EncoderConfig:
     cond_channels: int = 32  # channels of each per-level feature map
     trunk_scale: int = 4     # 2 or 4: resolution divisor of the RRDB trunk
     mask_threshold: float = 0.9  # soft clip mask ramps from here to 1.0
+    context_down: int = 0    # context branch: extra stride-2 steps below the trunk (0 = no branch)
+    context_blocks: int = 3  # dilated 3x3 convolutions in the branch, dilation 1, 2, 4, ...
+
+    @property
+    def stride(self) -> int:
+        """Input sizes must be multiples of this for the encoder's resolutions to line up."""
+        return self.trunk_scale * 2 ** self.context_down
 
 
 def soft_clip_mask(ldr: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -54,6 +68,27 @@ class RRDB(nn.Module):
         return x + 0.2 * self.blocks(x)
 
 
+class ContextBranch(nn.Module):
+    """Downsample ``down`` times, dilated residual convolutions, upsample back; zero at init."""
+
+    def __init__(self, nf: int, down: int, blocks: int):
+        super().__init__()
+        self.scale = 2 ** down
+        self.downs = nn.ModuleList([nn.Conv2d(nf, nf, 3, stride=2, padding=1) for _ in range(down)])
+        self.body = nn.ModuleList([nn.Conv2d(nf, nf, 3, padding=2 ** i, dilation=2 ** i) for i in range(blocks)])
+        self.out = nn.Conv2d(nf, nf, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x):
+        h = x
+        for down in self.downs:
+            h = F.leaky_relu(down(h), 0.2)
+        for conv in self.body:
+            h = h + F.leaky_relu(conv(h), 0.2)
+        return self.out(F.interpolate(h, scale_factor=float(self.scale), mode="bilinear", align_corners=False))
+
+
 class LDREncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig, levels: int):
         super().__init__()
@@ -65,6 +100,7 @@ class LDREncoder(nn.Module):
         self.down = nn.Conv2d(nf, nf, 3, stride=2, padding=1) if cfg.trunk_scale == 4 else None
         self.trunk = nn.Sequential(*[RRDB(nf, cfg.gc) for _ in range(cfg.nb)])
         self.trunk_out = nn.Conv2d(nf, nf, 3, padding=1)
+        self.context = ContextBranch(nf, cfg.context_down, cfg.context_blocks) if cfg.context_down > 0 else None
         self.head1 = nn.Conv2d(2 * nf if cfg.trunk_scale == 4 else nf, cc, 3, padding=1)
         self.head2 = nn.Conv2d(nf, cc, 3, padding=1) if levels >= 2 else None
         # levels beyond what the trunk resolution gives directly: stride-2 convs
@@ -78,6 +114,8 @@ class LDREncoder(nn.Module):
         s2 = F.leaky_relu(self.stem(F.pixel_unshuffle(x, 2)), 0.2)
         t_in = F.leaky_relu(self.down(s2), 0.2) if self.down is not None else s2
         trunk = t_in + self.trunk_out(self.trunk(t_in))
+        if self.context is not None:
+            trunk = trunk + self.context(trunk)
         feats = []
         if self.down is not None:
             up = F.interpolate(trunk, scale_factor=2.0, mode="nearest")

@@ -49,13 +49,15 @@ def _inputs(model: HDRCNF, n: int, h: int, w: int, temperature: float, seed: int
     return ldr, latents
 
 
-def receptive_field(model: HDRCNF, size: int = 256, mass: float = 0.999) -> tuple[int, int]:
+def receptive_field(model: HDRCNF, size: int | None = None, mass: float = 0.999) -> tuple[int, int]:
     """(effective, full) radius in pixels of the centre output pixel's dependence on the inputs.
 
     Measured with autograd on the real weights: the full radius is where any gradient is non-zero,
     the effective radius holds ``mass`` of the total |gradient| (LDR and latents together). Tile
     overlap uses the effective radius; beyond it a change of input moves the output by less than
-    the tiling tolerance."""
+    the tiling tolerance. The probe is 256 px, larger for models that downsample more (a context
+    branch at H/16 sees ~±200 px)."""
+    size = size or max(256, 32 * model.cfg.stride)
     ldr, latents = _inputs(model, 1, size, size, 0.6, 1)
     ldr.requires_grad_(True)
     for z in latents:

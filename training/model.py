@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .encoder import EncoderConfig, LDREncoder
+from .encoder import ContextBranch, EncoderConfig, LDREncoder
 from .flow import ActNorm, FlowConfig, HDRCNFFlow, InvConv1x1
 from .flow.hdrcnf import FlowStep, latent_channels
 from .target import TargetTransform, decode, encode
@@ -27,7 +27,9 @@ class ModelConfig:
 
     @property
     def stride(self) -> int:
-        return 2 ** self.flow.levels
+        """Input sizes (and tile origins) must be multiples of this: the flow's squeezes and the
+        encoder's downsampling both need it."""
+        return math.lcm(2 ** self.flow.levels, self.encoder.stride)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -45,13 +47,15 @@ class HDRCNF(nn.Module):
         self.flow = HDRCNFFlow(cfg.flow, cfg.encoder.cond_channels)
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> list[str]:
-        """Load ``state``; it may come from a model with fewer flow steps per level (growing a model).
+        """Load ``state``; it may come from a smaller model (growing a model): one with fewer flow
+        steps per level, or without the encoder's context branch.
 
         Everything else must match exactly. The steps the state lacks start as the identity
         (actnorm bias/log-scale 0 and marked initialised, 1x1 convolution = I, subnets already
-        zero-initialised), so the deeper model computes exactly the function of the shallower one
-        and fine-tuning adds capacity without losing what was learned. Returns the names of the
-        steps that were added.
+        zero-initialised) and a missing context branch adds zero (its output convolution is
+        zero-initialised), so the grown model computes exactly the function of the smaller one and
+        fine-tuning adds capacity without losing what was learned. Returns the names of the
+        modules that were added.
         """
         try:
             missing, unexpected = self.load_state_dict(state, strict=False)
@@ -60,7 +64,7 @@ class HDRCNF(nn.Module):
         missing = set(missing)
         modules = dict(self.named_modules())
         # Added steps: conditional flow steps none of whose tensors the state has.
-        added = [name for name, m in modules.items() if type(m) is FlowStep
+        added = [name for name, m in modules.items() if type(m) in (FlowStep, ContextBranch)
                  and {f"{name}.{k}" for k in m.state_dict()} <= missing]
         others = missing - {f"{name}.{k}" for name in added for k in modules[name].state_dict()}
         if unexpected or others:
@@ -68,6 +72,10 @@ class HDRCNF(nn.Module):
                              f"unexpected {list(unexpected)[:3]}")
         with torch.no_grad():
             for name in added:
+                if isinstance(modules[name], ContextBranch):
+                    nn.init.zeros_(modules[name].out.weight)
+                    nn.init.zeros_(modules[name].out.bias)
+                    continue
                 for m in modules[name].modules():
                     if isinstance(m, ActNorm):
                         m.bias.zero_()

@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -32,6 +31,7 @@ from engine.errors import InputError
 
 from .checkpoint import load_training_state, save_checkpoint
 from .configs import CONFIGS, TrainConfig
+from .batches import BatchStream, draw
 from .data import DEFAULT_SPLIT, PatchSampler, load_images, read_split
 from .losses import bits_per_dim, cycle_loss, energy_loss
 from .target import decode
@@ -63,13 +63,12 @@ class Objective(nn.Module):
         return loss, nll.detach(), cyc.detach(), energy.detach()
 
 
-def _rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
-    return {"numpy": np_rng.bit_generator.state,
-            "torch": base64.b64encode(gen.get_state().numpy().tobytes()).decode()}
+def _rng_state(gen: torch.Generator) -> dict:
+    """The noise generator's state (the patches need none: training.batches seeds them per step)."""
+    return {"torch": base64.b64encode(gen.get_state().numpy().tobytes()).decode()}
 
 
-def _set_rng_state(np_rng: np.random.Generator, gen: torch.Generator, st: dict) -> None:
-    np_rng.bit_generator.state = st["numpy"]
+def _set_rng_state(gen: torch.Generator, st: dict) -> None:
     gen.set_state(torch.frombuffer(bytearray(base64.b64decode(st["torch"])), dtype=torch.uint8))
 
 
@@ -97,8 +96,8 @@ def _gather(obj, world: int):
     return out
 
 
-def _draw(sampler, np_rng, gen, cfg, model, device):
-    ldr, hdr = sampler.batch(np_rng, cfg.batch)
+def _draw(batch, gen, model, device):
+    ldr, hdr = batch
     ldr, hdr = torch.from_numpy(ldr).to(device), torch.from_numpy(hdr).to(device)
     n, _, h, w = ldr.shape
     noise = torch.randn(hdr.shape, generator=gen).to(device)
@@ -116,9 +115,11 @@ def param_checksum(model: nn.Module) -> str:
 
 def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, split: Path = DEFAULT_SPLIT,
           threads: int | None = None, quiet: bool = False, until: int | None = None,
-          init_from: Path | None = None) -> dict:
-    """Train (or continue) a run; stops at ``cfg.steps``, or earlier at ``until`` with a checkpoint
-    so that a later ``resume`` continues exactly where it stopped."""
+          init_from: Path | None = None, max_minutes: float | None = None, data_workers: int = 0) -> dict:
+    """Train (or continue) a run; stops at ``cfg.steps``, or earlier at ``until`` or after
+    ``max_minutes`` of wall time (a job's time limit) with a checkpoint, so that a later
+    ``resume`` continues exactly where it stopped. ``data_workers`` processes draw batches ahead
+    (training.batches), which a GPU needs; the batches do not depend on it."""
     rank, world = _distributed()
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
     if threads:
@@ -129,13 +130,12 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
     torch.manual_seed(cfg.seed)
     model = HDRCNF(cfg.model).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    np_rng = np.random.default_rng([cfg.seed, rank])
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     state = {"step": 0, "best_val_nll": None, "skipped_steps": 0, "history": []}
     last = out / "last"
     if resume and (last / "state.json").exists():
         state = load_training_state(last, model, opt)
-        _set_rng_state(np_rng, gen, state["rng"][rank])
+        _set_rng_state(gen, state["rng"][rank])
     elif resume and rank == 0:
         print(f"note: nothing to resume in {last}, starting fresh", file=sys.stderr)
     if state["step"] == 0 and init_from is not None:
@@ -144,13 +144,14 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
         except ValueError as exc:
             raise InputError(f"--init-from {init_from}: {exc}") from None
         if added and rank == 0:
-            print(f"grown from {init_from}: {len(added)} identity-initialised flow steps added", file=sys.stderr)
+            print(f"grown from {init_from}: added {len(added)} module(s) that start as the identity "
+                  f"({', '.join(added[:3])}{', ...' if len(added) > 3 else ''})", file=sys.stderr)
         state["init_from"] = str(init_from)
     elif state["step"] == 0:  # actnorm data-dependent init on rank 0's first batch (DDP broadcasts it)
         model.train()
         with torch.no_grad():
-            ldr, hdr, _, _ = _draw(sampler, np.random.default_rng([cfg.seed, 999]), torch.Generator().manual_seed(7),
-                                   cfg, model, device)
+            ldr, hdr, _, _ = _draw(draw(sampler, cfg.seed, 999, 0, cfg.batch), torch.Generator().manual_seed(7),
+                                   model, device)
             model.encode(ldr, model.to_target(hdr, ldr))
     objective = Objective(model, cfg)
     ddp = nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
@@ -168,14 +169,16 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
               file=sys.stderr)
     bar = tqdm(total=cfg.steps, initial=state["step"], disable=rank != 0 or quiet, dynamic_ncols=True)
     t0, steps_timed = time.perf_counter(), 0
+    deadline = None if max_minutes is None else t0 + 60.0 * max_minutes
     model.train()
     stop = cfg.steps if until is None else min(until, cfg.steps)
     state["data"] = sorted(im.name for im in images)
+    stream = BatchStream(sampler, cfg.batch, cfg.seed, rank, workers=data_workers)
     while state["step"] < stop:
         step = state["step"]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        ldr, hdr, noise, cyc_noise = _draw(sampler, np_rng, gen, cfg, model, device)
+        ldr, hdr, noise, cyc_noise = _draw(stream.get(step), gen, model, device)
         loss, nll, cyc, energy = ddp(ldr, hdr, noise, cyc_noise)
         opt.zero_grad(set_to_none=True)
         ok = torch.isfinite(loss)
@@ -207,9 +210,19 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
             bar.set_postfix(loss=f"{loss.item():.3f}", nll=f"{float(nll):.3f}", cyc=f"{float(cyc):.3f}",
                             **extra, its=f"{rate:.2f}")
             bar.update(1)
+        out_of_time = deadline is not None and time.perf_counter() > deadline
+        if world > 1 and deadline is not None:  # every rank stops at the same step
+            flag = torch.tensor(float(out_of_time), device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flag > 0)
+        if out_of_time:
+            stop = state["step"]
+            if rank == 0:
+                tqdm.write(f"step {stop}: --max-minutes {max_minutes:g} reached; continue with --resume",
+                           file=sys.stderr)
         done = state["step"] == stop
         if state["step"] % cfg.ckpt_every == 0 or done or (validator and state["step"] % cfg.val_every == 0):
-            rngs = _gather(_rng_state(np_rng, gen), world)
+            rngs = _gather(_rng_state(gen), world)
             sums = _gather(param_checksum(model), world) if done else None
             if rank == 0:
                 state["rng"] = rngs
@@ -230,6 +243,7 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
             if world > 1:
                 dist.barrier()
     bar.close()
+    stream.close()
     if world > 1:
         dist.destroy_process_group()
     return state
@@ -268,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", type=Path, default=DEFAULT_SPLIT, help="held-out file names (never trained on)")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--until", type=int, help="stop at this step with a checkpoint; continue later with --resume")
+    ap.add_argument("--max-minutes", type=float, help="stop after this much wall time with a checkpoint "
+                    "(a job's time limit); continue later with --resume")
+    ap.add_argument("--data-workers", type=int, default=0,
+                    help="processes drawing batches ahead (a GPU needs several; same batches either way)")
     ap.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (fine-tuning; fresh optimizer)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config field, e.g. --set loss.clip_weight=20 (repeatable)")
@@ -279,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         apply_overrides(cfg, args.set)
         train(cfg, args.data, args.out, args.resume, args.split, args.threads, args.quiet, args.until,
-              args.init_from)
+              args.init_from, args.max_minutes, args.data_workers)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from .target import srgb_to_linear
 class Validator:
     def __init__(self, data_dirs, held_out: set[str], cfg, device):
         self.cfg, self.device = cfg, device
-        stride = 2 ** cfg.model.flow.levels
+        stride = cfg.model.stride
         images = load_images(data_dirs, include=held_out, max_width=cfg.val_width, min_size=2 * stride)
         self.samples = []
         for i, im in enumerate(images):

@@ -1,4 +1,4 @@
-"""Growing a trained model deeper: the added flow steps start as the identity."""
+"""Growing a trained model: added flow steps and an added context branch start as the identity."""
 import copy
 
 import pytest
@@ -17,14 +17,7 @@ def _trained_like(cfg, seed=0):
     return model.eval()
 
 
-def test_deeper_model_starts_as_the_same_function():
-    cfg = tiny()
-    small = _trained_like(cfg)
-    deep_cfg = copy.deepcopy(cfg.model)
-    deep_cfg.flow.steps += 2
-    deep = HDRCNF(deep_cfg).eval()
-    added = deep.load_weights(small.state_dict())
-    assert len(added) == 2 * cfg.model.flow.levels
+def _assert_same_function(deep: HDRCNF, small: HDRCNF):
     g = torch.Generator().manual_seed(1)
     ldr = torch.rand(2, 3, 32, 32, generator=g)
     hdr = torch.rand(2, 3, 32, 32, generator=g) * 8
@@ -34,6 +27,31 @@ def test_deeper_model_starts_as_the_same_function():
         t = small.to_target(hdr, ldr)
         torch.testing.assert_close(deep.log_prob(*deep.encode(ldr, t)), small.log_prob(*small.encode(ldr, t)),
                                    rtol=1e-5, atol=1e-3)
+
+
+def test_deeper_model_starts_as_the_same_function():
+    cfg = tiny()
+    small = _trained_like(cfg)
+    deep_cfg = copy.deepcopy(cfg.model)
+    deep_cfg.flow.steps += 2
+    deep = HDRCNF(deep_cfg).eval()
+    added = deep.load_weights(small.state_dict())
+    assert len(added) == 2 * cfg.model.flow.levels
+    _assert_same_function(deep, small)
+
+
+def test_added_context_branch_starts_as_the_same_function_then_learns():
+    cfg = tiny()
+    small = _trained_like(cfg)
+    wide_cfg = copy.deepcopy(cfg.model)
+    wide_cfg.encoder.context_down = 1  # H/4 trunk -> H/8 context: stride 8, inputs of 32 px fit
+    wide = HDRCNF(wide_cfg).eval()
+    assert wide.load_weights(small.state_dict()) == ["encoder.context"]
+    _assert_same_function(wide, small)
+    # zero output, but not a dead branch: the output convolution gets a gradient at once
+    ldr = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    sum(f.square().sum() for f in wide.encoder(ldr)).backward()
+    assert wide.encoder.context.out.weight.grad.abs().sum() > 0
 
 
 def test_weights_of_another_architecture_are_refused():

@@ -59,13 +59,24 @@ def test_resume_is_bit_identical(hdr_dir, split_file, tmp_path):
     train(cfg, [hdr_dir], tmp_path / "a", split=split_file, quiet=True)
     train(cfg, [hdr_dir], tmp_path / "b", split=split_file, quiet=True, until=7)
     assert json.loads((tmp_path / "b" / "last" / "state.json").read_text())["step"] == 7
-    train(cfg, [hdr_dir], tmp_path / "b", resume=True, split=split_file, quiet=True)
+    # the rest drawn by worker processes: same batches, so still bit-identical
+    train(cfg, [hdr_dir], tmp_path / "b", resume=True, split=split_file, quiet=True, data_workers=2)
     a = load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert (tmp_path / "a" / "best" / "model.safetensors").exists()
+
+
+def test_time_limit_stops_with_a_checkpoint_that_resumes(hdr_dir, tmp_path, capsys):
+    cfg = tiny()
+    cfg.steps = 10
+    state = train(cfg, [hdr_dir], tmp_path / "run", split=None, quiet=True, max_minutes=0)
+    assert state["step"] == 1  # the limit is checked after each step: one step, then a checkpoint
+    assert json.loads((tmp_path / "run" / "last" / "state.json").read_text())["step"] == 1
+    assert "--max-minutes 0 reached" in capsys.readouterr().err
+    assert train(cfg, [hdr_dir], tmp_path / "run", resume=True, split=None, quiet=True)["step"] == 10
 
 
 def test_torchrun_ddp_two_ranks_hold_identical_weights(hdr_dir, tmp_path):
