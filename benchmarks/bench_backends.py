@@ -98,6 +98,16 @@ def main(argv=None) -> int:
         fns["torch_eager"] = torch_eager
         device["torch_eager"] = f"{dev} fp32" + (f" ({nthreads} threads)" if dev == "cpu" else
                                                  f" (cudnn TF32 {torch.backends.cudnn.allow_tf32}, defaults)")
+        if dev == "cuda":
+            # what plain PyTorch gets from half precision: the yardstick for TensorRT fp16
+            def torch_autocast_fp16():
+                with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+                    y = tm(tx, *tl)
+                torch.cuda.synchronize()
+                return y
+
+            fns["torch_autocast_fp16"] = torch_autocast_fp16
+            device["torch_autocast_fp16"] = "cuda fp16 autocast"
         if dev == "cpu" and nthreads > 1 and not args.no_sweep:
             # On a loaded machine OpenMP (torch) collapses when one of its threads loses its core,
             # so also compare both libraries at one thread: the ratio at each one's best setting.
@@ -146,6 +156,8 @@ def main(argv=None) -> int:
             best_o = min(med(times["onnxruntime"]), med(times["onnxruntime_1t"]))
             print(f"ort_vs_torch_eager_1_thread: {med(times['torch_eager_1t']) / med(times['onnxruntime_1t']):.2f}x")
             print(f"ort_vs_torch_eager_each_at_best_threads: {best_t / best_o:.2f}x")
+    if ref and "torch_autocast_fp16" in times:
+        print(f"torch_autocast_fp16_vs_torch_eager: {med(ref) / med(times['torch_autocast_fp16']):.2f}x")
     for prec in trt_backends:
         if ref:
             print(f"trt_{prec}_vs_torch_eager: {med(ref) / med(times[f'trt_{prec}']):.2f}x")
