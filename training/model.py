@@ -116,5 +116,7 @@ class HDRCNF(nn.Module):
     @torch.no_grad()
     def sample(self, ldr: torch.Tensor, temperature: float = 0.6, generator: torch.Generator | None = None):
         n, _, h, w = ldr.shape
-        latents = [temperature * torch.randn(s, generator=generator) for s in self.latent_shapes(n, h, w)]
+        # drawn on the CPU generator (reproducible across devices), then moved to the model's device
+        latents = [temperature * torch.randn(s, generator=generator).to(ldr.device)
+                   for s in self.latent_shapes(n, h, w)]
         return self(ldr, *latents)

@@ -62,7 +62,7 @@ class InvConv1x1(nn.Module):
 
     def reverse(self, y: torch.Tensor, cond: torch.Tensor | None = None):
         if self._frozen is not None:
-            w_inv, lad = self._frozen
+            w_inv, lad = (t.to(y.device) for t in self._frozen)  # baked on the CPU; .to(cuda) misses them
         else:
             w_inv, lad = torch.linalg.inv(self.matrix()), self.log_abs_det()
         c = w_inv.shape[0]
