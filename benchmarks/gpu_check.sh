@@ -7,7 +7,9 @@
 # Everything it prints is also saved to benchmarks/results/gpu_check-<date>-<gpu>.txt; copy the
 # tables into README "Performance" with the GPU model and the date. Engines and the timing cache
 # persist in $HDRCNF_CACHE_DIR (default ./.cache), so a second run skips the engine builds.
-# Without network access the install step is skipped and whatever is installed is used.
+# Without network access the install step fails quickly and whatever is installed is used; on an
+# offline machine point pip at a wheelhouse made elsewhere with `pip download` (TensorRT's libraries
+# come from pypi.nvidia.com): PIP_NO_INDEX=1 PIP_FIND_LINKS=/path/to/wheels bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BUDGET=${GPU_CHECK_BUDGET:-470}          # seconds, leaves margin under 8 minutes
