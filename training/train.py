@@ -29,9 +29,9 @@ from tqdm import tqdm
 
 from engine.errors import InputError
 
+from .batches import BatchStream, draw
 from .checkpoint import load_training_state, save_checkpoint
 from .configs import CONFIGS, TrainConfig
-from .batches import BatchStream, draw
 from .data import DEFAULT_SPLIT, PatchSampler, load_images, read_split
 from .losses import bits_per_dim, cycle_loss, energy_loss
 from .target import decode
@@ -174,76 +174,78 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
     stop = cfg.steps if until is None else min(until, cfg.steps)
     state["data"] = sorted(im.name for im in images)
     stream = BatchStream(sampler, cfg.batch, cfg.seed, rank, workers=data_workers)
-    while state["step"] < stop:
-        step = state["step"]
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        ldr, hdr, noise, cyc_noise = _draw(stream.get(step), gen, model, device)
-        loss, nll, cyc, energy = ddp(ldr, hdr, noise, cyc_noise)
-        opt.zero_grad(set_to_none=True)
-        ok = torch.isfinite(loss)
-        if world > 1:
-            flag = ok.float().to(device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            ok = flag > 0
-        if bool(ok):
-            loss.backward()
-            gnorm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    try:
+        while state["step"] < stop:
+            step = state["step"]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            ldr, hdr, noise, cyc_noise = _draw(stream.get(step), gen, model, device)
+            loss, nll, cyc, energy = ddp(ldr, hdr, noise, cyc_noise)
+            opt.zero_grad(set_to_none=True)
+            ok = torch.isfinite(loss)
             if world > 1:
-                gflag = torch.isfinite(gnorm).float().to(device)
-                dist.all_reduce(gflag, op=dist.ReduceOp.MIN)
-                ok = gflag > 0
+                flag = ok.float().to(device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+                ok = flag > 0
+            if bool(ok):
+                loss.backward()
+                gnorm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                if world > 1:
+                    gflag = torch.isfinite(gnorm).float().to(device)
+                    dist.all_reduce(gflag, op=dist.ReduceOp.MIN)
+                    ok = gflag > 0
+                else:
+                    ok = torch.isfinite(gnorm)
+            if bool(ok):
+                opt.step()
             else:
-                ok = torch.isfinite(gnorm)
-        if bool(ok):
-            opt.step()
-        else:
-            state["skipped_steps"] += 1
+                state["skipped_steps"] += 1
+                if rank == 0:
+                    tqdm.write(f"step {step}: non-finite loss or gradient, step skipped "
+                               f"({state['skipped_steps']} so far)", file=sys.stderr)
+            state["step"] = step + 1
+            steps_timed += 1
             if rank == 0:
-                tqdm.write(f"step {step}: non-finite loss or gradient, step skipped "
-                           f"({state['skipped_steps']} so far)", file=sys.stderr)
-        state["step"] = step + 1
-        steps_timed += 1
-        if rank == 0:
-            rate = steps_timed / (time.perf_counter() - t0)
-            extra = {"energy": f"{float(energy):.3f}"} if cfg.loss.energy_weight > 0 else {}
-            bar.set_postfix(loss=f"{loss.item():.3f}", nll=f"{float(nll):.3f}", cyc=f"{float(cyc):.3f}",
-                            **extra, its=f"{rate:.2f}")
-            bar.update(1)
-        out_of_time = deadline is not None and time.perf_counter() > deadline
-        if world > 1 and deadline is not None:  # every rank stops at the same step
-            flag = torch.tensor(float(out_of_time), device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            out_of_time = bool(flag > 0)
-        if out_of_time:
-            stop = state["step"]
-            if rank == 0:
-                tqdm.write(f"step {stop}: --max-minutes {max_minutes:g} reached; continue with --resume",
-                           file=sys.stderr)
-        done = state["step"] == stop
-        if state["step"] % cfg.ckpt_every == 0 or done or (validator and state["step"] % cfg.val_every == 0):
-            rngs = _gather(_rng_state(gen), world)
-            sums = _gather(param_checksum(model), world) if done else None
-            if rank == 0:
-                state["rng"] = rngs
-                state["seconds_per_step"] = (time.perf_counter() - t0) / steps_timed
-                if validator and (state["step"] % cfg.val_every == 0 or done):
-                    metrics = validator(model)
-                    model.train()
-                    metrics["step"] = state["step"]
-                    state["history"].append(metrics)
-                    tqdm.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
-                                                                     if k != "step"), file=sys.stderr)
-                    if state["best_val_nll"] is None or metrics["val_nll_bpd"] < state["best_val_nll"]:
-                        state["best_val_nll"] = metrics["val_nll_bpd"]
-                        save_checkpoint(out / "best", model, None, cfg, state)
-                if done and world > 1:
-                    state["rank_param_checksums"] = sums
-                save_checkpoint(last, model, opt, cfg, state)
-            if world > 1:
-                dist.barrier()
+                rate = steps_timed / (time.perf_counter() - t0)
+                extra = {"energy": f"{float(energy):.3f}"} if cfg.loss.energy_weight > 0 else {}
+                bar.set_postfix(loss=f"{loss.item():.3f}", nll=f"{float(nll):.3f}", cyc=f"{float(cyc):.3f}",
+                                **extra, its=f"{rate:.2f}")
+                bar.update(1)
+            out_of_time = deadline is not None and time.perf_counter() > deadline
+            if world > 1 and deadline is not None:  # every rank stops at the same step
+                flag = torch.tensor(float(out_of_time), device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                out_of_time = bool(flag > 0)
+            if out_of_time:
+                stop = state["step"]
+                if rank == 0:
+                    tqdm.write(f"step {stop}: --max-minutes {max_minutes:g} reached; continue with --resume",
+                               file=sys.stderr)
+            done = state["step"] == stop
+            if state["step"] % cfg.ckpt_every == 0 or done or (validator and state["step"] % cfg.val_every == 0):
+                rngs = _gather(_rng_state(gen), world)
+                sums = _gather(param_checksum(model), world) if done else None
+                if rank == 0:
+                    state["rng"] = rngs
+                    state["seconds_per_step"] = (time.perf_counter() - t0) / steps_timed
+                    if validator and (state["step"] % cfg.val_every == 0 or done):
+                        metrics = validator(model)
+                        model.train()
+                        metrics["step"] = state["step"]
+                        state["history"].append(metrics)
+                        tqdm.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
+                                                                         if k != "step"), file=sys.stderr)
+                        if state["best_val_nll"] is None or metrics["val_nll_bpd"] < state["best_val_nll"]:
+                            state["best_val_nll"] = metrics["val_nll_bpd"]
+                            save_checkpoint(out / "best", model, None, cfg, state)
+                    if done and world > 1:
+                        state["rank_param_checksums"] = sums
+                    save_checkpoint(last, model, opt, cfg, state)
+                if world > 1:
+                    dist.barrier()
+    finally:
+        stream.close()  # worker processes, if any
     bar.close()
-    stream.close()
     if world > 1:
         dist.destroy_process_group()
     return state
