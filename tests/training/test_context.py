@@ -1,6 +1,5 @@
 """The encoder's context branch: stride, receptive field, and a graph the engine can tile."""
 import numpy as np
-import pytest
 import torch
 
 from training.configs import tiny
@@ -42,7 +41,6 @@ def test_context_branch_widens_the_receptive_field():
 def test_context_model_exports_and_tiles_like_untiled(tmp_path):
     """Through the engine: the tiled conversion (overlap from the measured receptive field) equals
     one whole-image window within the tiling tolerance, so the branch is safe to ship."""
-    pytest.importorskip("onnxruntime")
     from engine.backends import create_backend
     from engine.bundle import load_bundle
     from engine.convert import ConvertOptions, convert_array
