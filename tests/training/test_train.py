@@ -6,13 +6,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from safetensors.torch import load_file
 
 from training.checkpoint import load_model
 from training.configs import tiny
-from training.data import PatchConfig, PatchSampler, load_images
+from training.data import PatchSampler, load_images
 from training.losses import bits_per_dim
 from training.model import HDRCNF
 from training.train import main, train
