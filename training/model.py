@@ -63,7 +63,7 @@ class HDRCNF(nn.Module):
             raise ValueError(str(exc).strip().splitlines()[-1].strip()) from None
         missing = set(missing)
         modules = dict(self.named_modules())
-        # Added steps: conditional flow steps none of whose tensors the state has.
+        # Added modules: flow steps or a context branch none of whose tensors the state has.
         added = [name for name, m in modules.items() if type(m) in (FlowStep, ContextBranch)
                  and {f"{name}.{k}" for k in m.state_dict()} <= missing]
         others = missing - {f"{name}.{k}" for name in added for k in modules[name].state_dict()}
@@ -71,11 +71,7 @@ class HDRCNF(nn.Module):
             raise ValueError(f"weights do not fit this model: missing {sorted(others)[:3]}, "
                              f"unexpected {list(unexpected)[:3]}")
         with torch.no_grad():
-            for name in added:
-                if isinstance(modules[name], ContextBranch):
-                    nn.init.zeros_(modules[name].out.weight)
-                    nn.init.zeros_(modules[name].out.bias)
-                    continue
+            for name in added:  # a context branch is already zero from its constructor
                 for m in modules[name].modules():
                     if isinstance(m, ActNorm):
                         m.bias.zero_()

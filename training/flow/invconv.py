@@ -29,7 +29,9 @@ class InvConv1x1(nn.Module):
             self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
         else:
             self.weight = nn.Parameter(w.float())
-        self._frozen: tuple[torch.Tensor, torch.Tensor] | None = None
+        # set by freeze(): non-persistent buffers, so .to(device) moves them and checkpoints skip them
+        self.register_buffer("frozen_inverse", None, persistent=False)
+        self.register_buffer("frozen_log_abs_det", None, persistent=False)
 
     def matrix(self) -> torch.Tensor:
         if not self.lu:
@@ -49,10 +51,11 @@ class InvConv1x1(nn.Module):
     def freeze(self) -> None:
         """Bake W^-1 and log|det W| as constants (float64 inverse) for export."""
         w = self.matrix().double()
-        self._frozen = (torch.linalg.inv(w).float(), torch.linalg.slogdet(w)[1].float())
+        self.frozen_inverse = torch.linalg.inv(w).float()
+        self.frozen_log_abs_det = torch.linalg.slogdet(w)[1].float()
 
     def unfreeze(self) -> None:
-        self._frozen = None
+        self.frozen_inverse = self.frozen_log_abs_det = None
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
         w = self.matrix()
@@ -61,8 +64,8 @@ class InvConv1x1(nn.Module):
         return F.conv2d(x, w.view(c, c, 1, 1)), logdet
 
     def reverse(self, y: torch.Tensor, cond: torch.Tensor | None = None):
-        if self._frozen is not None:
-            w_inv, lad = (t.to(y.device) for t in self._frozen)  # baked on the CPU; .to(cuda) misses them
+        if self.frozen_inverse is not None:
+            w_inv, lad = self.frozen_inverse, self.frozen_log_abs_det
         else:
             w_inv, lad = torch.linalg.inv(self.matrix()), self.log_abs_det()
         c = w_inv.shape[0]
