@@ -8,12 +8,12 @@ import re
 
 import numpy as np
 import pytest
+import ray  # the ray extra, installed by `make test`
 
 from engine.cli import main
 
 from ..engine.conftest import make_photo, save_jpeg, save_png
 
-ray = pytest.importorskip("ray", reason="needs the 'ray' extra (pip install 'hdrcnf[ray]')")
 pytestmark = pytest.mark.timeout(180)
 
 

@@ -8,6 +8,7 @@ import itertools
 import sys
 
 import numpy as np
+import onnx  # the fp16 rewrite; the train extra, installed by `make test`
 import pytest
 
 import engine.backends
@@ -17,7 +18,6 @@ from engine.convert import ConvertOptions, convert_array
 from ..engine.conftest import make_photo
 from . import fake_tensorrt as fake
 
-pytest.importorskip("onnx")  # the fp16 rewrite
 
 
 class _Buf:
@@ -136,7 +136,6 @@ def test_corrupt_cache_is_rebuilt_and_profile_is_enforced(fake_trt, model_bundle
 def test_fp16_builds_the_mixed_graph(fake_trt, model_bundle, model_backend, tmp_path):
     b = create_backend(model_bundle, "tensorrt", precision="fp16", cache_dir=tmp_path, tile=256, max_batch=2,
                        log=lambda s: None)
-    onnx = pytest.importorskip("onnx")
     _, net = fake_trt.BUILDS[-1]
     m = onnx.load_model_from_string(net.onnx)
     assert any(i.data_type == 10 for i in m.graph.initializer)  # fp16 weights went to the builder
