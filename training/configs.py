@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from .data import PatchConfig
 from .encoder import EncoderConfig
 from .flow import FlowConfig
+from .lights import LightConfig
 from .model import ModelConfig
 from .target import TargetTransform
 
@@ -55,7 +56,9 @@ class TrainConfig:
     @classmethod
     def from_json(cls, d: dict) -> "TrainConfig":
         d = dict(d)
-        return cls(model=ModelConfig.from_json(d.pop("model")), patches=PatchConfig(**d.pop("patches")),
+        patches = dict(d.pop("patches"))
+        patches["light"] = LightConfig.from_json(patches.get("light", {}))
+        return cls(model=ModelConfig.from_json(d.pop("model")), patches=PatchConfig(**patches),
                    loss=LossConfig(**d.pop("loss")), **d)
 
 

@@ -7,7 +7,7 @@ perspective crops, because users feed both backplates and 360 panoramas.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,8 @@ import numpy as np
 from engine.errors import InputError
 from engine.io import read_hdr
 
-from .camera import is_panorama, perspective_crop, synthesize
+from .camera import exposure_for_clip_fraction, is_panorama, perspective_crop, synthesize
+from .lights import LightConfig, add_random_light
 
 HDR_SUFFIXES = (".exr", ".hdr")
 DEFAULT_SPLIT = Path(__file__).parent / "splits" / "val.txt"
@@ -86,6 +87,8 @@ class PatchConfig:
     max_clip_fraction: float = 0.20
     max_downscale: int = 2        # random integer box-downscale (scale augmentation)
     scene_metering: bool = True   # crops are exposed for the whole image, not for the crop
+    p_light: float = 0.0          # fraction of samples given a synthetic light source (training.lights)
+    light: LightConfig = field(default_factory=LightConfig)
 
 
 class PatchSampler:
@@ -112,8 +115,9 @@ class PatchSampler:
         q = float(peaks[int(round((1.0 - fraction) * (len(peaks) - 1)))])
         return 1.0 / q if q > 0 else 1.0
 
-    def _view(self, idx: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-        """A crop (metered on the whole image) or a perspective view (a whole photo, metered on itself)."""
+    def _view(self, idx: int, rng: np.random.Generator) -> tuple[np.ndarray, bool, np.ndarray | None]:
+        """A crop (metered on the whole image) or a perspective view (a whole photo, metered on itself),
+        and the crop's per-row horizontal pixel size (cos latitude; None where pixels are square)."""
         im, p = self.images[idx], self.cfg.patch
         centre = self._centre(idx, rng)
         h, w = im.pixels.shape[:2]
@@ -123,7 +127,8 @@ class PatchSampler:
                 pitch = 90.0 - (centre[0] + 0.5) / h * 180.0 + rng.uniform(-10, 10)
             else:
                 yaw, pitch = rng.uniform(-180, 180), rng.uniform(-35, 35)
-            return perspective_crop(im.pixels, yaw, float(np.clip(pitch, -80, 80)), rng.uniform(50, 100), p, p), False
+            view = perspective_crop(im.pixels, yaw, float(np.clip(pitch, -80, 80)), rng.uniform(50, 100), p, p)
+            return view, False, None
         factor = int(rng.integers(1, self.cfg.max_downscale + 1))
         size = p * factor
         if centre is not None:
@@ -140,13 +145,21 @@ class PatchSampler:
         crop = box_downscale(crop, factor)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
-        return np.ascontiguousarray(crop), True
+        row_scale = None
+        if im.panorama:
+            rows = y0 + factor * np.arange(crop.shape[0]) + 0.5 * factor
+            row_scale = np.maximum(np.cos(np.pi * (0.5 - rows / h)), 0.02)
+        return np.ascontiguousarray(crop), True, row_scale
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         idx = int(rng.integers(len(self.images)))
-        view, is_crop = self._view(idx, rng)
+        view, is_crop, row_scale = self._view(idx, rng)
         fraction = float(rng.uniform(0.0, self.cfg.max_clip_fraction))
         exposure = self._scene_exposure(idx, fraction) if is_crop and self.cfg.scene_metering else None
+        if self.cfg.p_light > 0 and rng.random() < self.cfg.p_light:
+            if exposure is None:  # meter before the light goes in: it should clip, not darken the photo
+                exposure = exposure_for_clip_fraction(view, fraction)
+            view = add_random_light(view, 1.0 / exposure, rng, self.cfg.light, row_scale)
         s = synthesize(view, rng, clip_fraction=fraction, exposure=exposure)
         return s.ldr, s.target
 
