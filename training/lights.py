@@ -28,16 +28,17 @@ class SourceKind:
     """Ranges one kind of source is drawn from (sizes in pixels of the view, log-uniform)."""
     stops: tuple[float, float]      # disc radiance above the scene's clip point (uniform)
     radius_px: tuple[float, float]  # disc radius; >= 0.75 so some pixel centre is always inside
-    halo_px: tuple[float, float]    # how far the clipped blob reaches beyond the disc
+    glare: tuple[float, float]      # halo radiance at the disc's edge / disc radiance
+    max_halo_px: float              # the clipped blob reaches at most this far beyond the disc
 
 
 @dataclass
 class LightConfig:
     # the sun: a disc of about a pixel at panorama resolutions, 12-17 stops above a sky-metered
     # clip point, in an aureole that clips over tens of pixels
-    sun: SourceKind = field(default_factory=lambda: SourceKind((12.0, 17.0), (0.75, 1.5), (2.0, 40.0)))
+    sun: SourceKind = field(default_factory=lambda: SourceKind((12.0, 17.0), (0.75, 1.5), (1e-3, 3e-2), 48.0))
     # lamps and bulbs: larger discs, 4-13 stops above the clip point, little glare
-    lamp: SourceKind = field(default_factory=lambda: SourceKind((4.0, 13.0), (2.0, 16.0), (0.5, 6.0)))
+    lamp: SourceKind = field(default_factory=lambda: SourceKind((4.0, 13.0), (2.0, 16.0), (1e-4, 3e-3), 24.0))
     p_sun: float = 0.5
     falloff: tuple[float, float] = (2.0, 3.0)  # halo exponent (uniform)
     tint: float = 0.08                         # std of the per-channel log colour around white
@@ -45,7 +46,8 @@ class LightConfig:
     @classmethod
     def from_json(cls, d: dict) -> "LightConfig":
         d = dict(d)
-        kinds = {k: SourceKind(*[tuple(v) for v in d.pop(k).values()]) for k in ("sun", "lamp") if k in d}
+        kinds = {k: SourceKind(**{f: tuple(v) if isinstance(v, list) else v for f, v in d.pop(k).items()})
+                 for k in ("sun", "lamp") if k in d}
         return cls(**kinds, **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -75,11 +77,14 @@ def add_random_light(hdr: np.ndarray, clip: float, rng: np.random.Generator, cfg
     h, w = hdr.shape[:2]
     centre = (rng.uniform(0, h), rng.uniform(0, w))
     radius = _log_uniform(rng, *kind.radius_px)
-    clipped_radius = radius + _log_uniform(rng, *kind.halo_px)
+    glare = _log_uniform(rng, *kind.glare)
     falloff = float(rng.uniform(*cfg.falloff))
     ratio = 2.0 ** rng.uniform(*kind.stops)  # disc radiance / clip
-    # the halo reaches the clip point at clipped_radius: glare * ratio * (radius / r_c) ** falloff = 1
-    glare = min(1.0, (clipped_radius / radius) ** falloff / ratio)
+    # the halo falls to the clip point at radius * (glare * ratio) ** (1 / falloff): a brighter
+    # source clips over a wider blob. Past max_halo_px the glare is lowered so the blob stops there.
+    reach = radius * max(glare * ratio, 1.0) ** (1.0 / falloff)
+    if reach > radius + kind.max_halo_px:
+        glare = ((radius + kind.max_halo_px) / radius) ** falloff / ratio
     intensity = clip * ratio
     colour = np.exp(cfg.tint * rng.standard_normal(3)).astype(np.float32)
     unit = light_radiance((h, w), centre, radius, glare, falloff, row_scale)

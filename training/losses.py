@@ -38,11 +38,20 @@ def clipped_weight(ldr: torch.Tensor, clip_weight: float, threshold: float = 0.9
     return 1.0 + clip_weight * clipped
 
 
-def cycle_loss(recon: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor, clip_weight: float) -> torch.Tensor:
+def cycle_loss(recon: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor, clip_weight: float,
+               bright_weight: float = 0.0) -> torch.Tensor:
     """Weighted L1 between the reverse pass from a tau-temperature latent (``recon``) and the target,
-    both in the normalised log domain; ``recon`` is clamped first so a bad step cannot make NaNs."""
+    both in the normalised log domain; ``recon`` is clamped first so a bad step cannot make NaNs.
+
+    ``bright_weight`` adds weight in proportion to how far the *true* pixel is above the naive
+    inverse (its log correction): a sun or lamp core is a few pixels in a crop, and without it
+    their error is outvoted by the thousands of ordinary clipped pixels around them. Where the
+    LDR cannot tell a core from its surroundings the weighted median barely moves, because cores
+    are rare there."""
     recon = recon.clamp(-CYCLE_OUTPUT_BOUND, CYCLE_OUTPUT_BOUND)
     weight = clipped_weight(ldr, clip_weight)
+    if bright_weight > 0:
+        weight = weight + bright_weight * target.detach().clamp_min(0.0).amax(dim=1, keepdim=True)
     return (weight * (recon - target).abs()).sum() / (weight.sum() * target.shape[1])
 
 

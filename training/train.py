@@ -56,7 +56,7 @@ class Objective(nn.Module):
         energy = torch.zeros((), device=ldr.device)
         if lc.cycle_weight > 0 or lc.energy_weight > 0:
             recon = self.model.flow.reverse([lc.cycle_tau * z for z in cycle_noise], conds)[0]
-            cyc = cycle_loss(recon, target, ldr, lc.clip_weight)
+            cyc = cycle_loss(recon, target, ldr, lc.clip_weight, lc.bright_weight)
             if lc.energy_weight > 0:  # decode bounds the log correction itself (MAX_LOG_CORRECTION)
                 energy = energy_loss(decode(recon, ldr, self.model.cfg.target), hdr)
         loss = nll + lc.cycle_weight * cyc + lc.energy_weight * energy

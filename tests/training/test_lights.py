@@ -26,8 +26,8 @@ def test_row_scale_stretches_the_source_horizontally():
     assert r[30, 40] == pytest.approx(r[31, 30], rel=1e-5)
 
 
-def _fixed(stops, radius, halo, p_sun=1.0):
-    kind = SourceKind((stops, stops), (radius, radius), (halo, halo))
+def _fixed(stops, radius, glare, max_halo=48.0, p_sun=1.0):
+    kind = SourceKind((stops, stops), (radius, radius), (glare, glare), max_halo)
     return LightConfig(sun=kind, lamp=kind, p_sun=p_sun, falloff=(2.5, 2.5), tint=0.0)
 
 
@@ -35,14 +35,23 @@ def test_added_light_has_the_drawn_brightness_and_clips_over_the_drawn_radius():
     base = np.zeros((96, 96, 3), np.float32)
     clip = 0.25
     for seed in range(5):
-        out = add_random_light(base, clip, np.random.default_rng(seed), _fixed(10.0, 2.0, 6.0))
+        # glare * 2**10 = 4**2.5: the halo falls to the clip point at 4 x the disc radius = 8 px
+        out = add_random_light(base, clip, np.random.default_rng(seed), _fixed(10.0, 2.0, 32 / 1024))
         lum = luminance(out)
         assert lum.max() == pytest.approx(clip * 2 ** 10, rel=1e-4)  # the disc, 10 stops above clip
         cy, cx = np.unravel_index(np.argmax(lum), lum.shape)
         ys, xs = np.nonzero(lum >= clip)                               # what the camera clips
-        assert np.hypot(ys - cy, xs - cx).max() <= 2.0 + 6.0 + 1.5     # disc radius + halo reach
-        assert len(ys) >= 0.5 * np.pi * 6.0 ** 2                       # not just the disc
+        assert np.hypot(ys - cy, xs - cx).max() <= 8.0 + 1.5
+        assert len(ys) >= 0.5 * np.pi * 8.0 ** 2                       # not just the disc
     assert not base.any()                                              # input left as it was
+
+
+def test_a_brighter_source_clips_over_a_wider_blob_up_to_the_cap():
+    base = np.zeros((128, 128, 3), np.float32)
+    areas = [(luminance(add_random_light(base, 1.0, np.random.default_rng(0), _fixed(stops, 1.0, 1e-2, 20.0))) >= 1.0).sum()
+             for stops in (8.0, 12.0, 16.0, 20.0)]
+    assert areas[0] < areas[1] < areas[2]
+    assert areas[3] <= np.pi * 21.5 ** 2          # capped: at most max_halo_px beyond the disc
 
 
 def test_sampler_with_lights_always_shows_a_source_above_the_clip_point():
@@ -60,6 +69,6 @@ def test_sampler_with_lights_always_shows_a_source_above_the_clip_point():
 def test_light_config_survives_the_checkpoint_json():
     cfg = compact()
     cfg.patches.p_light = 0.3
-    cfg.patches.light.lamp = SourceKind((5.0, 9.0), (2.0, 4.0), (1.0, 2.0))
+    cfg.patches.light.lamp = SourceKind((5.0, 9.0), (2.0, 4.0), (1e-3, 2e-3), 12.0)
     back = TrainConfig.from_json(json.loads(json.dumps(cfg.to_json())))
     assert back.patches == cfg.patches

@@ -1,6 +1,7 @@
 """Loss functions on hand-made tensors: the numbers they must give and where their gradients go."""
 import math
 
+import pytest
 import torch
 
 from training.losses import clipped_weight, cycle_loss, energy_loss
@@ -45,3 +46,16 @@ def test_cycle_loss_weights_clipped_pixels():
     w = clipped_weight(ldr, 4.0)
     assert float(w.max()) == 5.0 and float(w.min()) == 1.0
     assert float(cycle_loss(err_left, target, ldr, 4.0)) > float(cycle_loss(err_right, target, ldr, 4.0))
+
+
+def test_cycle_loss_bright_weight_favours_pixels_far_above_the_naive_inverse():
+    """Two clipped pixels, the same error on each: with bright_weight the one whose true value is
+    10 nats above the naive inverse (a sun core) gets 1 + 4 + 10 times the gradient of an L1 pixel,
+    the one at 0.5 nats (its halo) 1 + 4 + 0.5 times; without it both get the same."""
+    ldr = torch.ones(1, 3, 1, 2)
+    target = torch.tensor([10.0, 0.5]).view(1, 1, 1, 2).expand(1, 3, 1, 2).contiguous()
+    for bright, ratio in ((0.0, 1.0), (1.0, 15.0 / 5.5)):
+        recon = (target - 1.0).requires_grad_()
+        cycle_loss(recon, target, ldr, 4.0, bright).backward()
+        g = recon.grad.abs()[0, 0, 0]
+        assert float(g[0] / g[1]) == pytest.approx(ratio)
