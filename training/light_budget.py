@@ -67,28 +67,38 @@ def deepest_point(mask: np.ndarray) -> tuple[int, int, int]:
         cur, depth = nxt, depth + 1
 
 
+def _solid_angles(h: int, w: int) -> np.ndarray:
+    """[H, W] solid angle of each equirectangular pixel."""
+    return np.broadcast_to(metrics.equirect_solid_angles(h, w)[:, None], (h, w))
+
+
+def _with_point(pred: np.ndarray, y: int, x: int, energy: np.ndarray) -> np.ndarray:
+    """``pred`` plus RGB ``energy`` (radiance x solid angle) in pixel (y, x)."""
+    out = pred.astype(np.float64).copy()
+    out[y, x] += energy / _solid_angles(*pred.shape[:2])[y, x]
+    return out.astype(np.float32)
+
+
 def restore_light(pred: np.ndarray, target: np.ndarray, clipped: np.ndarray, placement: str) -> np.ndarray:
     """``pred`` plus the clipped light it misses (RGB, weighted by solid angle), placed as named."""
-    h, w = pred.shape[:2]
-    sa = np.broadcast_to(metrics.equirect_solid_angles(h, w)[:, None], (h, w))
+    sa = _solid_angles(*pred.shape[:2])
     missing = np.maximum(((target - pred) * (clipped * sa)[..., None]).sum(axis=(0, 1)), 0.0)
-    out = pred.astype(np.float64).copy()
     if placement == "spread":
+        out = pred.astype(np.float64).copy()
         out[clipped] += missing / sa[clipped].sum()
         return out.astype(np.float32)
     if placement == "at_truth":
-        y, x = np.unravel_index(np.argmax(metrics.luminance(target)), (h, w))
+        y, x = np.unravel_index(np.argmax(metrics.luminance(target)), clipped.shape)
     elif placement == "at_deepest":
         y, x, _ = deepest_point(clipped)
     else:
         raise ValueError(f"unknown placement {placement!r}")
-    out[y, x] += missing / sa[y, x]
-    return out.astype(np.float32)
+    return _with_point(pred, y, x, missing)
 
 
 def missing_stops(pred: np.ndarray, target: np.ndarray, clipped: np.ndarray) -> float:
     """log2(true / predicted light in the clipped pixels), solid-angle weighted."""
-    sa = metrics.equirect_solid_angles(*pred.shape[:2])[:, None]
+    sa = _solid_angles(*pred.shape[:2])
     t = float((metrics.luminance(target) * sa)[clipped].sum())
     p = float((metrics.luminance(pred) * sa)[clipped].sum())
     return float(np.log2(max(t, 1e-12) / max(p, 1e-12)))
@@ -98,7 +108,7 @@ def light_features(ldr: np.ndarray, pred: np.ndarray, clipped: np.ndarray) -> np
     """The global statistics named in FEATURES, for an 8-bit panorama, the model's output and
     the clipped mask (not empty)."""
     h, w = clipped.shape
-    sa = np.broadcast_to(metrics.equirect_solid_angles(h, w)[:, None], (h, w))
+    sa = _solid_angles(h, w)
     light = metrics.luminance(pred) * sa
     y, _, depth = deepest_point(clipped)
     unclipped = ldr[~clipped]
@@ -123,13 +133,10 @@ def fit_amount(features: np.ndarray, stops: np.ndarray, ridge: float = RIDGE):
 def add_predicted_light(pred: np.ndarray, clipped: np.ndarray, stops: float) -> np.ndarray:
     """``pred`` with its clipped light raised by ``stops`` (never lowered), the extra light put
     at the deepest clipped pixel."""
-    h, w = clipped.shape
-    sa = np.broadcast_to(metrics.equirect_solid_angles(h, w)[:, None], (h, w))
+    sa = _solid_angles(*clipped.shape)
     extra = (pred * (clipped * sa)[..., None]).sum(axis=(0, 1)) * max(2.0 ** stops - 1.0, 0.0)
     y, x, _ = deepest_point(clipped)
-    out = pred.astype(np.float64).copy()
-    out[y, x] += extra / sa[y, x]
-    return out.astype(np.float32)
+    return _with_point(pred, y, x, extra)
 
 
 def _photographed(images, seeds: int, max_width: int):
