@@ -139,13 +139,14 @@ def add_predicted_light(pred: np.ndarray, clipped: np.ndarray, stops: float) -> 
     return _with_point(pred, y, x, extra)
 
 
-def _photographed(images, seeds: int, max_width: int):
-    """(image name, condition, camera sample) for every panorama, condition and seed."""
+def _photographed(images, seeds: int, max_width: int, base_seed: int):
+    """(image name, condition, camera sample) for every panorama, condition and seed; seed
+    ``base_seed`` draws the same cameras as ``training.evaluate --seed base_seed``."""
     for im in images:
         if not im.panorama:
             continue
         src = make_sources(im.name, im.pixels, True, max_width)[0]  # the whole panorama
-        for seed in range(seeds):
+        for seed in range(base_seed, base_seed + seeds):
             for cond in STANDARD_CONDITIONS:
                 yield im.name, cond, synthesize(src.hdr, np.random.default_rng(input_seed(seed, src, cond)),
                                                 clip_fraction=cond.clip_fraction, curve=cond.curve,
@@ -157,7 +158,7 @@ def _fit(runner, args) -> tuple:
     held_out = read_split(args.split) if args.split else set()
     images = [im for im in images if im.name not in held_out]
     feats, stops = [], []
-    for _, _, s in _photographed(images, FIT_SEEDS, args.max_width):
+    for _, _, s in _photographed(images, FIT_SEEDS, args.max_width, args.seed):
         clipped = s.ldr.max(axis=-1) >= CLIP_CODE
         if clipped.any():
             pred = runner(s.ldr, True)
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> dict:
     rows, fitted = [], None
     try:
         predict, fitted = _fit(runner, args) if args.fit_data else (None, None)
-        for name, cond, s in _photographed(images, 1, args.max_width):
+        for name, cond, s in _photographed(images, 1, args.max_width, args.seed):
             clipped = s.ldr.max(axis=-1) >= CLIP_CODE
             if not clipped.any():
                 continue
@@ -193,6 +194,8 @@ def run(args: argparse.Namespace) -> dict:
             rows.append(row)
     finally:
         runner.close()
+    if not rows:
+        raise InputError("no panorama has clipped pixels under these camera conditions: nothing to measure")
     keys = [k for k in ("model", *PLACEMENTS, "predicted", "missing_stops", "predicted_stops") if k in rows[0]]
     return {"model": runner.name, "fitted_on": fitted, "inputs": rows,
             "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys}}
