@@ -45,6 +45,7 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.io import atomic_write, read_hdr
+from engine.sphere import area_resize
 
 from . import metrics
 from .baselines import BASELINES
@@ -97,30 +98,6 @@ class Source:
     view: str   # "full" (a photo file), "pano", "crop_bright", "crop_opposite"
     kind: str   # "photo" or "panorama"
     hdr: np.ndarray  # float32 HxWx3 linear
-
-
-def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out x n_in) matrix averaging the input samples each output sample's footprint covers,
-    weighted by overlap: an exact area (box) average for any scale factor <= 1."""
-    edges = np.arange(n_out + 1) * (n_in / n_out)
-    lo, hi = edges[:-1, None], edges[1:, None]
-    k = np.arange(n_in)[None, :]
-    overlap = np.clip(np.minimum(hi, k + 1) - np.maximum(lo, k), 0.0, None)
-    return overlap / overlap.sum(axis=1, keepdims=True)
-
-
-def area_resize(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Area-average resize (downscale) of an H x W x C image: no aliasing, energy preserved."""
-    h, w = img.shape[:2]
-    if (h, w) == (out_h, out_w):
-        return np.asarray(img, dtype=np.float32)
-    c = img.shape[2]
-    a = _area_matrix(h, out_h).astype(np.float32)
-    b = _area_matrix(w, out_w).astype(np.float32)
-    # Two BLAS matrix products: rows, then columns.
-    rows = a @ np.asarray(img, dtype=np.float32).reshape(h, w * c)            # (out_h, w*c)
-    cols = b @ rows.reshape(out_h, w, c).transpose(1, 0, 2).reshape(w, out_h * c)  # (out_w, out_h*c)
-    return np.ascontiguousarray(cols.reshape(out_w, out_h, c).transpose(1, 0, 2), dtype=np.float32)
 
 
 def downscale_to_width(img: np.ndarray, max_width: int) -> np.ndarray:

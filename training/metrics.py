@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.color import luminance as engine_luminance
+from engine.sphere import equirect_directions, equirect_solid_angles
 
 # --------------------------------------------------------------------------------------------
 # Luminance
@@ -195,29 +196,6 @@ def align_scale(pred: np.ndarray, ref: np.ndarray, well_exposed_mask: np.ndarray
 # --------------------------------------------------------------------------------------------
 # Panorama lighting: spherical harmonics, irradiance, power
 # --------------------------------------------------------------------------------------------
-
-def equirect_directions(height: int, width: int) -> np.ndarray:
-    """Unit direction of each pixel centre (H x W x 3; x right, y up, z forward)."""
-    lat = (0.5 - (np.arange(height) + 0.5) / height) * np.pi
-    lon = ((np.arange(width) + 0.5) / width - 0.5) * 2.0 * np.pi
-    cl, sl = np.cos(lat)[:, None], np.sin(lat)[:, None]
-    d = np.empty((height, width, 3))
-    d[..., 0] = cl * np.sin(lon)[None, :]
-    d[..., 1] = np.broadcast_to(sl, (height, width))
-    d[..., 2] = cl * np.cos(lon)[None, :]
-    return d
-
-
-def equirect_solid_angles(height: int, width: int) -> np.ndarray:
-    """Exact solid angle (sr) of each pixel of an equirectangular image, per row (shape H).
-
-    A pixel in row i spans longitudes 2*pi/W and latitudes [lat_bot, lat_top], so its solid angle
-    is (2*pi/W) * (sin lat_top - sin lat_bot). Rows near the poles are tiny; weighting pixels
-    equally instead would count the sky above a sun many times over. Sums to exactly 4*pi.
-    """
-    edges = (0.5 - np.arange(height + 1) / height) * np.pi
-    return (2.0 * np.pi / width) * (np.sin(edges[:-1]) - np.sin(edges[1:]))
-
 
 def sh9_basis(d: np.ndarray) -> np.ndarray:
     """Real spherical harmonics up to order 2 at unit directions d (... x 3) -> (... x 9).

@@ -12,8 +12,8 @@ import pytest
 
 from engine.io import write_exr
 from training import evaluate
-from training.evaluate import area_resize, brightest_direction, main, make_sources
-from training.metrics import equirect_directions
+from training.evaluate import brightest_direction, main, make_sources
+from engine.sphere import equirect_directions
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BUNDLE = ROOT / "engine" / "models" / "default"
@@ -57,16 +57,6 @@ def _run(argv, capsys):
 # --------------------------------------------------------------------------------------------
 # Pieces
 # --------------------------------------------------------------------------------------------
-
-
-def test_area_resize_is_an_exact_box_average():
-    rng = np.random.default_rng(0)
-    img = rng.random((12, 20, 3)).astype(np.float32)
-    half = area_resize(img, 6, 10)
-    np.testing.assert_allclose(half, img.reshape(6, 2, 10, 2, 3).mean(axis=(1, 3)), rtol=1e-5)
-    odd = area_resize(img, 5, 7)  # non-integer factors keep the mean (energy)
-    assert odd.shape == (5, 7, 3)
-    np.testing.assert_allclose(odd.mean(axis=(0, 1)), img.mean(axis=(0, 1)), rtol=1e-5)
 
 
 def test_sources_for_panoramas_and_photos():

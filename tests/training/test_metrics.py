@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from engine.color import linear_to_srgb
+from engine.sphere import equirect_directions, equirect_solid_angles
 from training import baselines, metrics
 from training.metrics import (
-    align_scale, all_stops, equirect_directions, equirect_solid_angles, fibonacci_sphere,
+    align_scale, all_stops, fibonacci_sphere,
     highlight_stops, irradiance_rel_error, pano_irradiance, pu21_decode, pu21_encode, pu21_psnr,
     total_power, total_power_stops, well_exposed_mask,
 )
