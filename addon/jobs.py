@@ -40,6 +40,7 @@ class Settings:
     samples: int = 1
     exposure: float = 0.0             # EV baked into the result (x 2**EV)
     panorama: str = "auto"            # auto | on | off
+    light: bool = True                # panoramas: add the light the clip hides (engine.light)
     backend: str = "auto"             # auto | onnxruntime | tensorrt
     threads: int = 0                  # 0: the engine's default (physical cores)
     model_dir: str = ""               # "" : the bundled default model
@@ -70,6 +71,7 @@ class Output:
     peak_stops: float
     source: Source
     settings: Settings
+    light_stops: float | None = None  # stops the light stage added (None: not a panorama, off or nothing clipped)
 
 
 # ------------------------------------------------------------------------- engine helpers
@@ -128,13 +130,15 @@ def run_conversion(source: Source, settings: Settings, progress=None, cancel=Non
     bundle, backend = load_engine(settings)
     options = convert.ConvertOptions(
         temperature=settings.temperature, seed=int(settings.seed), samples=int(settings.samples),
-        exposure=float(settings.exposure), panorama=settings.panorama, tile=int(settings.tile))
+        exposure=float(settings.exposure), panorama=settings.panorama, tile=int(settings.tile),
+        light=bool(settings.light))
     result = convert.convert_array(ldr, backend, bundle, options, progress=progress, cancel=cancel)
     return Output(
         hdr=result.hdr, panorama=bool(result.panorama), seconds=float(result.seconds),
         total_seconds=time.perf_counter() - t0, model_name=bundle.name, model_version=bundle.version,
         model_sha256=bundle.sha256, backend=describe_backend(backend),
-        peak_stops=float(result.peak_stops), source=source, settings=settings)
+        peak_stops=float(result.peak_stops), source=source, settings=settings,
+        light_stops=result.info.get("light_stops"))
 
 
 def error_message(exc: BaseException) -> str:
@@ -312,6 +316,7 @@ def apply_result(context, output: Output, scene=None):
         "hdrcnf_exposure": float(output.settings.exposure),
         "hdrcnf_panorama": bool(output.panorama),
         "hdrcnf_peak_stops": float(output.peak_stops),
+        "hdrcnf_light_stops": -1.0 if output.light_stops is None else float(output.light_stops),
         "hdrcnf_seconds": float(output.seconds),
     }
     return nodes.install_result(scene, output.hdr, output.source.name, meta)

@@ -34,6 +34,7 @@ def draw_hdrcnf(layout, context, compositor: bool) -> None:
     col.prop(s, "samples")
     col.prop(s, "exposure")
     col.row().prop(s, "panorama", expand=True)
+    col.prop(s, "restore_light")
 
     if st.running:
         row = layout.row(align=True)

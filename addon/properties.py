@@ -53,6 +53,10 @@ class HDRCNF_SceneSettings(PropertyGroup):
                ('on', "On", "Treat the photo as a 360° panorama (wrap horizontally)"),
                ('off', "Off", "Never wrap")],
         description="360° panorama handling (left and right edges meet)")
+    restore_light: BoolProperty(
+        name="Restore Clipped Light", default=True,
+        description="Panoramas: add the light the clipped areas hide (a blown-out sun or lamp), as "
+                    "predicted by the model's light stage. Off: the flow's output alone")
     result: PointerProperty(name="Result", type=bpy.types.Image, poll=_poll_result,
                             description="The HDR image used by Use as World and Save as EXR")
     world_strength: FloatProperty(name="Strength", default=1.0, min=0.0, soft_max=10.0,

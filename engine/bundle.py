@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .errors import BundleError
 from .io import atomic_write
+from .light import LightHead, head_problem
 
 FORMAT = "hdrcnf-bundle"
 FORMAT_VERSION = 1
@@ -57,6 +58,7 @@ class Bundle:
     default_temperature: float
     target_transform: dict
     meta: dict = field(repr=False, compare=False)
+    light: LightHead | None = None  # the panorama light stage's fitted amount regression (engine.light)
 
     @property
     def input_name(self) -> str:
@@ -122,6 +124,7 @@ def load_bundle(path=None) -> Bundle:
         latents=tuple(LatentSpec(d["name"], d["channels"], d["scale"]) for d in meta["latents"]),
         receptive_field=meta["receptive_field"], default_temperature=float(meta["default_temperature"]),
         target_transform=dict(meta.get("target_transform", {})), meta=meta,
+        light=LightHead.from_meta(meta["light"]) if "light" in meta else None,
     )
 
 
@@ -178,6 +181,8 @@ def validate_meta(meta, where) -> None:
     clip = meta.get("output", {}).get("clip_point", 1.0)
     if not is_num(clip) or clip <= 0:
         fail(f"'output.clip_point' must be a positive number, got {clip!r}")
+    if "light" in meta and (problem := head_problem(meta["light"])):
+        fail(f"'light' {problem}")
     lat = meta["latents"]
     if len(lat) != meta["levels"]:
         fail(f"'latents' has {len(lat)} entries but 'levels' is {meta['levels']}")

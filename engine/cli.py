@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--exposure", type=_number(float, what="number"), default=0.0, metavar="EV")
     c.add_argument("--panorama", default="auto", choices=("auto", "on", "off"),
                    help="wrap horizontally (auto: 2:1 images)")
+    c.add_argument("--no-light", dest="light", action="store_false",
+                   help="panoramas: do not add the light the clipped areas hide (the model's light stage, "
+                        "see MODEL_CARD); the output is then the flow's alone")
     c.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     g = c.add_mutually_exclusive_group()
     g.add_argument("--half", dest="half", action="store_true", default=True, help="16-bit float EXR (default)")
@@ -216,7 +219,7 @@ def _cmd_convert(args) -> int:
         raise InputError(f"--uncertainty needs --samples 2 or more (got --samples {samples})")
     options = ConvertOptions(temperature=args.temperature, seed=args.seed, samples=samples,
                              uncertainty=args.uncertainty, tile=args.tile, exposure=args.exposure,
-                             panorama=args.panorama)
+                             panorama=args.panorama, light=args.light)
     options.validate()
     jobs, bad = plan_jobs(args.inputs, args.output)
     for line in bad:
@@ -266,7 +269,7 @@ def _cmd_convert(args) -> int:
                     skipped += 1
                 else:
                     converted += 1
-                    _say(bar, f"{dst}: peak {result.peak_stops:+.1f} stops above clip", sys.stdout)
+                    _say(bar, _converted_line(dst, result), sys.stdout)
             finally:
                 tiles.close()
             bar.update(1)
@@ -274,6 +277,14 @@ def _cmd_convert(args) -> int:
     print(f"converted {converted}, skipped {skipped}, failed {failed + internal} in "
           f"{time.perf_counter() - t0:.1f}s", flush=True)
     return 1 if internal else 2 if failed else 0
+
+
+def _converted_line(dst, result) -> str:
+    """One line per converted file: its peak and, for panoramas, the light the stage added."""
+    line = f"{dst}: peak {result.peak_stops:+.1f} stops above clip"
+    if result.info.get("light_stops"):
+        line += f", clipped light raised {result.info['light_stops']:.1f} stops"
+    return line
 
 
 def _cap_batch(backend, n: int) -> None:
@@ -341,6 +352,9 @@ def _cmd_info(args) -> int:
         f"levels: {b.levels}, stride: {b.stride}, receptive field: {b.receptive_field} px, "
         f"default temperature: {b.default_temperature:g}",
         f"latents: {', '.join(f'{s.name} ({s.channels} ch, 1/{s.scale})' for s in b.latents)}",
+        "light stage: " + (f"fitted on {b.light.fitted_on} photographed panoramas, adds 0 to {b.light.max_stops:g} "
+                           f"stops to the clipped light of panoramas (--no-light turns it off)" if b.light else
+                           "none (panoramas get the flow's output alone)"),
         f"training data: {_summary(m.get('training'))}",
         f"scores: {_summary(m.get('scores'))}",
         f"licence: {m.get('licence', 'not stated')}",

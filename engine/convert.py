@@ -5,7 +5,7 @@ the tile plan -> (window, flow sample) jobs grouped into batches of equal window
 with its latents cropped from the whole-image field -> backend runs (pipelined where the
 backend can, see engine.backends.run_batches) -> running mean / variance over a window's
 samples (window-sized, never a list of full images) -> feather-blend into the output -> drop
-the padding -> exposure.
+the padding -> for panoramas, the light the clip hides (engine.light) -> exposure.
 convert_file wraps it with reading the photo and writing the EXR atomically (write_result,
 shared with the Ray pipeline in engine.ray_batch).
 """
@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import __version__
+from . import __version__, light
 from .backends import run_batches
 from .color import luminance, peak_stops
 from .errors import Cancelled, InputError
@@ -50,6 +50,7 @@ class ConvertOptions:
     tile: int = 1024                  # tile (window) size in px, including context
     exposure: float = 0.0             # EV applied to the output (x 2**EV)
     panorama: str = "auto"            # auto (2:1 aspect within 1%) | on | off -> horizontal wrap
+    light: bool = True                # panoramas: add the light the clip hides (engine.light), when the model has a head
 
     def validate(self) -> None:
         """Raise InputError (one line, phrased like the CLI flag) on an invalid option."""
@@ -68,6 +69,8 @@ class ConvertOptions:
             raise InputError(f"--exposure must be a finite number, got {self.exposure}")
         if self.panorama not in PANORAMAS:
             raise InputError(f"--panorama must be one of {', '.join(PANORAMAS)}, got {self.panorama!r}")
+        if not isinstance(self.light, (bool, np.bool_)):
+            raise InputError(f"light must be True or False, got {self.light!r}")
 
 
 @dataclass
@@ -205,20 +208,28 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
         if progress is not None:
             progress(done / total)
 
-    scale = np.float32(2.0 ** float(options.exposure))
     band = max(1, (4 << 20) // (W * 12))  # finish in row bands: no full-size temporaries
     for r0 in range(0, H, band):
         o = out[r0:r0 + band]
         o /= wsum[r0:r0 + band]
         if spread is not None:
             spread[r0:r0 + band] /= wsum[r0:r0 + band, :, 0]
-        if scale != 1:
-            o *= scale
-        np.nan_to_num(o, copy=False, nan=0.0, posinf=MAX_RADIANCE * float(scale), neginf=0.0)
+        np.nan_to_num(o, copy=False, nan=0.0, posinf=MAX_RADIANCE, neginf=0.0)
         np.maximum(o, 0.0, out=o)
     del wsum
+    scale = np.float32(2.0 ** float(options.exposure))
+    light_stops = None
+    if wrap and options.light and bundle.light is not None:
+        # Peak kept so that after the exposure a 16-bit float EXR still holds the added light.
+        peak = light.PEAK * bundle.clip_point / max(1.0, float(scale))
+        light_stops = light.restore_light(out, image, bundle.light, peak)
+    if scale != 1:
+        for r0 in range(0, H, band):
+            o = out[r0:r0 + band]
+            o *= scale
+            np.nan_to_num(o, copy=False, nan=0.0, posinf=MAX_RADIANCE * float(scale), neginf=0.0)
     info = {"tiles": len(plan.tiles), "tile": tile, "overlap": overlap, "temperature": temperature,
-            "seed": int(options.seed), "samples": samples, "runs": len(batches)}
+            "seed": int(options.seed), "samples": samples, "runs": len(batches), "light_stops": light_stops}
     return ConvertResult(out, spread, wrap, time.perf_counter() - t_start,
                          clip_point=bundle.clip_point * float(scale), info=info)
 
@@ -285,6 +296,8 @@ def exr_header(source_name: str, result: ConvertResult, bundle, options: Convert
         "hdrcnf_exposure": f"{float(options.exposure):g}",
         "hdrcnf_source": source_name,
     }
+    if result.info.get("light_stops") is not None:
+        header["hdrcnf_light_stops"] = f"{result.info['light_stops']:.3f}"
     if result.panorama:
         header["envmap"] = "latlong"
     return header

@@ -158,7 +158,7 @@ class ModelRunner:
     """
 
     def __init__(self, path: str | Path, temperature: float | None, samples: int, seed: int,
-                 backend: str = "onnxruntime"):
+                 backend: str = "onnxruntime", light: bool = True):
         path = Path(path)
         self._tmp: tempfile.TemporaryDirectory | None = None
         if not path.exists():
@@ -197,11 +197,17 @@ class ModelRunner:
             raise
         self.path = str(path)
         self.samples, self.seed, self.temperature = int(samples), int(seed), temperature
+        self.light = bool(light)
         self._convert, self._options = convert_array, ConvertOptions
 
     @property
     def name(self) -> str:
         return f"{self.bundle.name} {self.bundle.version}"
+
+    @property
+    def light_stage(self) -> bool:
+        """Whether panoramas get the bundle's light stage (engine.light): it has one and it is on."""
+        return self.light and self.bundle.light is not None
 
     @property
     def effective_temperature(self) -> float:
@@ -211,7 +217,7 @@ class ModelRunner:
         """8-bit LDR -> linear HDR (clip point 1.0), the engine's full pipeline (tiles, wrap)."""
         ldr = np.ascontiguousarray(ldr_uint8, dtype=np.float32) / np.float32(255.0)
         opts = self._options(temperature=self.temperature, seed=self.seed, samples=self.samples,
-                             panorama="on" if panorama else "off")
+                             panorama="on" if panorama else "off", light=self.light)
         return np.asarray(self._convert(ldr, self.backend, self.bundle, opts).hdr, dtype=np.float32)
 
     def close(self) -> None:
@@ -431,11 +437,13 @@ def run(args: argparse.Namespace) -> dict:
     if args.max_images:
         images = images[: args.max_images]
 
-    runner = ModelRunner(args.model, args.temperature, args.samples, args.seed, args.backend) if args.model else None
+    runner = (ModelRunner(args.model, args.temperature, args.samples, args.seed, args.backend, light=args.light)
+              if args.model else None)
     methods = (["model"] if runner else []) + list(BASELINES)
     labels = {name: b.label for name, b in BASELINES.items()}
     if runner:
-        labels["model"] = f"{runner.name} (T={_fmt(runner.effective_temperature)})"
+        stage = ", light stage" if runner.light_stage else ""
+        labels["model"] = f"{runner.name} (T={_fmt(runner.effective_temperature)}{stage})"
 
     # Sources are made per image as we go, so memory holds one image's views at a time.
     sources = (s for im in images for s in make_sources(im.name, im.pixels, im.panorama, args.max_width))
@@ -485,7 +493,8 @@ def run(args: argparse.Namespace) -> dict:
                    "crop_fov_deg": CROP_FOV_DEG},
         "model": None if not runner else {
             "name": runner.name, "path": runner.path, "source": runner.source,
-            "temperature": runner.effective_temperature, "samples": runner.samples},
+            "temperature": runner.effective_temperature, "samples": runner.samples,
+            "light_stage": runner.light_stage},
         "methods": methods, "method_labels": labels,
         "baselines": {n: {"label": b.label, "reference": b.reference, "aligned": b.arbitrary_scale}
                       for n, b in BASELINES.items()},
@@ -510,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the cameras and the model's latents")
     p.add_argument("--conditions", choices=("standard", "full"), default="standard",
                    help="camera conditions: a balanced set of 4 (default) or the full 2x3x2 grid of 12")
+    p.add_argument("--no-light", dest="light", action="store_false",
+                   help="panoramas: score the flow alone, without the bundle's light stage (engine.light)")
     p.add_argument("--backend", default="onnxruntime", help="engine backend for the model (default onnxruntime)")
     p.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images (0 = all)")
     p.add_argument("--json", metavar="FILE", help="write all numbers (per input and averages) as JSON")

@@ -110,6 +110,8 @@ def test_missing_folder_and_json(tmp_path):
     (lambda m: m.update(scores=[1, 2]), "scores"),
     (lambda m: m.update(output={"name": "hdr", "clip_point": 0}), "clip_point"),
     (lambda m: [1, 2], "object"),
+    (lambda m: m.update(light={"type": "something-else"}), "'light' has type"),
+    (lambda m: m.update(light=[]), "'light' must be a JSON object"),
 ])
 def test_schema_violations(bundle_dir, edit, needle):
     meta = json.loads((bundle_dir / "model.json").read_text())
@@ -144,3 +146,13 @@ def test_garbage_onnx_with_matching_hash(tmp_path):
     with pytest.raises(BundleError) as e:
         create_backend(b, "onnxruntime")
     assert "cannot load" in _one_line(e)
+
+
+def test_a_light_head_loads_and_round_trips(tmp_path, synthetic_bundle):
+    from engine.light import FEATURES, LightHead
+
+    n = len(FEATURES)
+    head = LightHead(mean=(0.0,) * n, std=(1.0,) * n, weights=(1.5,) + (0.0,) * n, max_stops=6.0, fitted_on=12)
+    b = write_bundle(tmp_path / "lit", synthetic_bundle.onnx_path, {**synthetic_bundle.meta, "light": head.to_meta()})
+    assert b.light == head and load_bundle(tmp_path / "lit").light == head
+    assert synthetic_bundle.light is None        # the block is optional

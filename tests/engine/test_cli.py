@@ -290,3 +290,26 @@ def test_output_under_a_file_is_exit_2(tmp_path, capsys, synthetic_bundle, good_
                             "--model", synthetic_bundle.path)
     assert rc == 2 and len(stderr) == 1 and "cannot write" in stderr[0], stderr
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_no_light_flag(tmp_path, capsys, synthetic_bundle):
+    import OpenEXR
+
+    from engine.bundle import write_bundle
+
+    from .test_light import constant_head, sun_scene
+
+    lit = write_bundle(tmp_path / "lit", synthetic_bundle.onnx_path,
+                       {**synthetic_bundle.meta, "light": constant_head(3.0).to_meta()})
+    src = save_png(tmp_path / "pano.png", sun_scene(64, 128)[0])
+    rc, stdout, stderr = run_cli(capsys, "convert", src, "-o", tmp_path / "a.exr", "--model", lit.path)
+    assert rc == 0, stderr
+    assert "clipped light raised 3.0 stops" in stdout[0]
+    rc, stdout, stderr = run_cli(capsys, "convert", src, "-o", tmp_path / "b.exr", "--model", lit.path, "--no-light")
+    assert rc == 0, stderr
+    assert "clipped light" not in stdout[0]
+    assert OpenEXR.File(str(tmp_path / "a.exr")).header()["hdrcnf_light_stops"] == "3.000"
+    assert "hdrcnf_light_stops" not in OpenEXR.File(str(tmp_path / "b.exr")).header()
+    assert read_exr(tmp_path / "a.exr").sum() > read_exr(tmp_path / "b.exr").sum()
+    rc, stdout, _ = run_cli(capsys, "info", "--model", lit.path)
+    assert rc == 0 and any(line.startswith("light stage: fitted on") for line in stdout)

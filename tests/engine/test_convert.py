@@ -193,3 +193,60 @@ def test_convert_file(tmp_path, model_bundle, model_backend):
     with pytest.raises(InputError, match="overwrite the input"):
         convert_file(same, same, model_backend, model_bundle, overwrite=True)
     assert same.read_bytes() == src_bytes
+
+
+# ------------------------------------------------------------------------------ the light stage
+
+def _lit(tmp_path, synthetic_bundle, stops):
+    """The synthetic model with a light head that always asks for `stops` more light (up to 20)."""
+    from engine.bundle import write_bundle
+
+    from .test_light import constant_head
+
+    return write_bundle(tmp_path / "lit", synthetic_bundle.onnx_path,
+                        {**synthetic_bundle.meta, "light": constant_head(stops, max_stops=20.0).to_meta()})
+
+
+def _sunny_panorama(h=64, w=128):
+    from .test_light import sun_scene
+
+    ldr, _, clipped = sun_scene(h, w)
+    return ldr, clipped
+
+
+def _clip_light(hdr, clipped):
+    from engine.sphere import equirect_solid_angles
+
+    return float((luminance(hdr) * equirect_solid_angles(*clipped.shape)[:, None])[clipped].sum())
+
+
+def test_light_stage_raises_the_clipped_light_of_panoramas_only(tmp_path, synthetic_bundle, synthetic_backend):
+    lit = _lit(tmp_path, synthetic_bundle, 2.0)
+    ldr, clipped = _sunny_panorama()
+    flow = convert_array(ldr, synthetic_backend, lit, ConvertOptions(light=False))
+    r = convert_array(ldr, synthetic_backend, lit, ConvertOptions())
+    assert flow.info["light_stops"] is None and r.info["light_stops"] == pytest.approx(2.0)
+    assert _clip_light(r.hdr, clipped) == pytest.approx(4.0 * _clip_light(flow.hdr, clipped), rel=1e-3)
+    assert np.array_equal(r.hdr[~clipped], flow.hdr[~clipped])
+    photo = convert_array(ldr, synthetic_backend, lit, ConvertOptions(panorama="off"))
+    assert photo.info["light_stops"] is None      # not a panorama: no sky to find a sun in
+    unlit = convert_array(ldr, synthetic_backend, synthetic_bundle, ConvertOptions())
+    assert unlit.info["light_stops"] is None and np.array_equal(unlit.hdr, flow.hdr)  # no head, no stage
+    brighter = convert_array(ldr, synthetic_backend, lit, ConvertOptions(exposure=1.0))
+    np.testing.assert_allclose(brighter.hdr, 2.0 * r.hdr, rtol=1e-6)   # the exposure scales the added light too
+
+
+def test_light_stage_keeps_half_float_outputs_finite(tmp_path, synthetic_bundle, synthetic_backend):
+    import OpenEXR
+
+    ldr, clipped = _sunny_panorama()
+    src = save_png(tmp_path / "pano.png", ldr)
+    for stops in (8.0, 20.0):   # 8: a disc wider than the sun; 20: more than the whole clip can hold
+        lit = _lit(tmp_path / str(stops), synthetic_bundle, stops)
+        dst = tmp_path / f"pano{stops}.exr"
+        r = convert_file(src, dst, synthetic_backend, lit, ConvertOptions(exposure=2.0))
+        assert r.hdr.max() <= 2.0 ** 16 - 32                                 # under 16-bit float's 65504
+        back = read_exr(dst)
+        assert np.isfinite(back).all()
+        assert _clip_light(back, clipped) == pytest.approx(_clip_light(r.hdr, clipped), rel=2e-3)  # none clamped
+        assert OpenEXR.File(str(dst)).header()["hdrcnf_light_stops"] == f"{stops:.3f}"

@@ -7,22 +7,10 @@ import numpy as np
 import pytest
 
 from training import metrics
-from training.light_budget import deepest_point, main, missing_stops, restore_light
+from engine import light
+from training.light_budget import fit_head, main, missing_stops, restore_light
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "engine" / "models" / "default")
-
-
-def test_deepest_point_is_the_centre_of_the_thickest_region():
-    yy, xx = np.mgrid[:40, :80]
-    mask = ((yy - 20) ** 2 + (xx - 50) ** 2 <= 8 ** 2) | ((yy < 3) & (xx < 30))  # disc + thin band
-    assert deepest_point(mask)[:2] == pytest.approx((20, 50), abs=1)
-
-
-def test_deepest_point_wraps_across_the_panorama_seam():
-    yy, xx = np.mgrid[:40, :80]
-    mask = (yy - 20) ** 2 + (np.minimum(xx, 80 - xx)) ** 2 <= 6 ** 2  # a disc cut by the seam
-    y, x, _ = deepest_point(mask)
-    assert y == 20 and min(x, 80 - x) <= 1
 
 
 def test_the_right_amount_in_the_right_place_restores_irradiance():
@@ -34,14 +22,15 @@ def test_the_right_amount_in_the_right_place_restores_irradiance():
     yy, xx = np.mgrid[:h, :w]
     clipped = (yy - 6) ** 2 + (xx - 40) ** 2 <= 4 ** 2   # its clipped halo, a disc around it
     clipped[2:5, 20:30] = True                           # and a thinner clipped cloud elsewhere
+    ldr = np.where(clipped[..., None], 255, 120).astype(np.uint8).repeat(3, axis=2)
     pred = sky.copy()
     assert metrics.irradiance_rel_error(pred, target) > 0.5
     assert missing_stops(pred, target, clipped) > 5
-    fixed = restore_light(pred, target, clipped, "at_truth")
+    fixed = restore_light(pred, target, ldr, "at_truth")
     assert metrics.irradiance_rel_error(fixed, target) < 1e-3
-    near = restore_light(pred, target, clipped, "at_deepest")
+    near = restore_light(pred, target, ldr, "at_deepest")
     assert metrics.irradiance_rel_error(near, target) < 1e-3
-    spread = restore_light(pred, target, clipped, "spread")
+    spread = restore_light(pred, target, ldr, "spread")
     assert 1e-2 < metrics.irradiance_rel_error(spread, target) < metrics.irradiance_rel_error(pred, target)
     assert np.array_equal(pred, sky)                     # inputs left alone
 
@@ -63,22 +52,16 @@ def test_cli_bad_data_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error:")
 
 
-def test_fit_amount_recovers_a_linear_relation_and_never_lowers_light():
-    from training.light_budget import add_predicted_light, fit_amount
-
+def test_fit_head_recovers_a_linear_relation_within_the_range_it_saw():
     rng = np.random.default_rng(0)
-    f = rng.normal(size=(200, 3))
-    stops = 1.0 + 2.0 * f[:, 0] - 0.5 * f[:, 2]
-    predict = fit_amount(f, stops, ridge=1e-6)
-    assert predict([1.0, 0.0, 0.0]) == pytest.approx(3.0, abs=1e-3)
-    pano = np.ones((16, 32, 3), np.float32)
-    clipped = np.zeros((16, 32), bool)
-    clipped[4:9, 10:15] = True
-    assert np.array_equal(add_predicted_light(pano, clipped, -2.0), pano)   # a negative amount adds nothing
-    raised = add_predicted_light(pano, clipped, 1.0)                        # one stop more in the clip
-    sa = metrics.equirect_solid_angles(16, 32)[:, None]
-    before, after = (pano[..., 0] * sa)[clipped].sum(), (raised[..., 0] * sa)[clipped].sum()
-    assert after == pytest.approx(2.0 * before, rel=1e-5)
+    f = rng.normal(size=(300, len(light.FEATURES)))
+    stops = 2.0 + 1.0 * f[:, 0] - 0.5 * f[:, 2]
+    head = fit_head(f, stops, ridge=1e-6)
+    x = np.zeros(len(light.FEATURES))
+    x[0] = 1.0
+    assert head.predict(x) == pytest.approx(3.0, abs=0.05)
+    assert head.max_stops == pytest.approx(stops.max() + 1.0, abs=1e-3) and head.fitted_on == 300
+    assert light.head_problem(head.to_meta()) is None       # what --write stores is a valid block
 
 
 def test_cli_fits_the_amount_on_panoramas_outside_the_split(hdr_dir, split_file, capsys):
@@ -87,3 +70,36 @@ def test_cli_fits_the_amount_on_panoramas_outside_the_split(hdr_dir, split_file,
     out = capsys.readouterr().out
     assert "fitted on 24 photographed panoramas" in out    # 3 panoramas x 2 seeds x 4 conditions
     assert "| predicted |" in out
+
+
+def test_write_stores_a_head_the_engine_then_applies(hdr_dir, split_file, tmp_path, capsys):
+    import shutil
+
+    from engine.bundle import load_bundle, sha256_file
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_MODEL, bundle)
+    meta = json.loads((bundle / "model.json").read_text())
+    meta.pop("light", None)                      # start from the flow alone
+    (bundle / "model.json").write_text(json.dumps(meta))
+    onnx_sha = sha256_file(bundle / "model.onnx")
+    assert main(["--model", str(bundle), "--data", str(hdr_dir), "--split", str(split_file),
+                 "--fit-data", str(hdr_dir), "--max-width", "128", "--write"]) == 0
+    loaded = load_bundle(bundle)
+    assert loaded.light is not None and loaded.light.fitted_on == 24
+    assert sha256_file(bundle / "model.onnx") == onnx_sha   # the model itself is untouched
+    capsys.readouterr()
+    # Refitting measures the flow alone: the head now in the bundle does not change the numbers.
+    assert main(["--model", str(bundle), "--data", str(hdr_dir), "--split", str(split_file),
+                 "--fit-data", str(hdr_dir), "--max-width", "128", "--json", str(tmp_path / "b.json")]) == 0
+    again = json.loads((tmp_path / "b.json").read_text())
+    assert again["head"] == loaded.light.to_meta()
+
+
+@pytest.mark.parametrize("extra, needle", [(["--write"], "--fit-data"),
+                                           (["--write", "--fit-data", "X"], "needs a model bundle")])
+def test_write_needs_a_fit_and_a_bundle(extra, needle, hdr_dir, tmp_path, capsys):
+    model = DEFAULT_MODEL if needle == "--fit-data" else str(tmp_path)
+    assert main(["--model", model, "--data", str(hdr_dir)] + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
