@@ -171,6 +171,8 @@ def main(argv=None) -> int:
         conv[f"convert_trt_{prec}"] = (b, tile)
     cfns = {k: (lambda b=b, t=t: convert_array(img, b, bundle, ConvertOptions(tile=t)))
             for k, (b, t) in conv.items()}
+    if "convert_ort" in cfns and bundle.light is not None and w == 2 * h:  # a panorama: the light stage runs
+        cfns["convert_ort_no_light"] = lambda: convert_array(img, ort, bundle, ConvertOptions(tile=tile, light=False))
     ctimes = interleaved(cfns, max(3, repeats // 2))
     crow = [[k, f"{med(ts):.3f}", f"{min(ts):.3f}"] for k, ts in ctimes.items()]
     print(f"\nwhole conversion of a {w}x{h} photo (engine.convert.convert_array: tiles, latents, blend):")
@@ -181,6 +183,9 @@ def main(argv=None) -> int:
         print(f"convert_{w}x{h}_ort_s: {t:.3f}")
         if (w, h) == (1024, 512) and args.config == "compact":
             print(f"convert_1024x512_vs_expandnet_1.7s: {EXPANDNET_1024x512_S / t:.2f}x")
+    if "convert_ort_no_light" in ctimes:
+        print(f"light_stage_cost: {med(ctimes['convert_ort']) / med(ctimes['convert_ort_no_light']):.3f}x "
+              f"(whole conversion with / without the panorama light stage)")
     for prec in trt_backends:
         print(f"convert_{w}x{h}_trt_{prec}_ms: {1000 * med(ctimes[f'convert_trt_{prec}']):.1f}")
         print(f"engine_{w}x{h}_trt_{prec}_ms: {1000 * med(times[f'trt_{prec}']):.1f}")

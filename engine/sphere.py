@@ -43,37 +43,56 @@ def equirect_solid_angles(height: int, width: int) -> np.ndarray:
     return (2.0 * np.pi / width) * (np.sin(edges[:-1]) - np.sin(edges[1:]))
 
 
-def _area_mean_along(a: np.ndarray, n_out: int, axis: int) -> np.ndarray:
-    """Exact box average of `a` along `axis` resampled to `n_out` samples, for any factor.
+def _area_mean_along(a: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
+    """Exact box average of `a` along `axis` over the footprints [edges[k], edges[k+1]), given
+    in (fractional) input samples within [0, n]: partly covered samples count by their overlap.
 
-    Each output sample averages the input over its footprint [k n/n_out, (k+1) n/n_out),
-    fractional input samples weighted by their overlap: the integral of the piecewise-constant
-    signal is a cumulative sum, read at the (fractional) footprint edges. O(n), unlike an
-    overlap matrix, so an 8K panorama costs what its pixels cost."""
+    The integral of the piecewise-constant signal is a cumulative sum, read at the edges, so this
+    is O(n) for any factor, unlike an overlap matrix (an 8K panorama costs what its pixels cost)."""
     n = a.shape[axis]
-    step = n / n_out
-    edges = np.arange(n_out + 1) * step
     idx = np.minimum(np.floor(edges).astype(np.int64), n - 1)
     frac = edges - idx                               # 1.0 at the far edge: the last sample in full
     cum = np.cumsum(a, axis=axis, dtype=np.float64)
     cum = np.concatenate([np.zeros_like(np.take(cum, [0], axis=axis)), cum], axis=axis)
     shape = [1] * a.ndim
-    shape[axis] = n_out + 1
+    shape[axis] = len(edges)
     integral = np.take(cum, idx, axis=axis) + frac.reshape(shape) * np.take(a, idx, axis=axis)
-    return np.diff(integral, axis=axis) / step
+    width = np.diff(edges).reshape(shape[:axis] + [len(edges) - 1] + shape[axis + 1:])
+    return np.diff(integral, axis=axis) / width
 
 
-def area_resize(img: np.ndarray, out_h: int, out_w: int, rows_per_band: int = 256) -> np.ndarray:
-    """Area-average resize of an H x W (x C) image to out_h x out_w (meant for downscaling: no
-    aliasing, and the mean, i.e. the energy, is kept exactly for any factor). Columns are reduced
-    in bands of rows, so the float64 working copies stay small for an 8K panorama."""
-    a = np.asarray(img)
-    h, w = a.shape[:2]
+#: Input bytes (float64, all channels) a resize band may hold at once.
+BAND_BYTES = 8 << 20
+
+
+def area_resize_rows(rows, height: int, width: int, channels: int, out_h: int, out_w: int) -> np.ndarray:
+    """Area-average resize of an image read in row bands: `rows(r0, r1)` returns input rows
+    [r0, r1) as an (r1 - r0, width, channels) array. Output rows are made a group at a time from
+    only the input rows they cover, so no full-size temporary exists (an 8K or 16K panorama
+    needs a few megabytes beyond the output). Returns (out_h, out_w, channels) float32."""
     if out_h < 1 or out_w < 1:
         raise ValueError(f"area_resize needs a non-empty output size, got {out_w}x{out_h}")
+    row_edges = np.arange(out_h + 1) * (height / out_h)
+    col_edges = np.arange(out_w + 1) * (width / out_w)
+    per_row = max(1.0, height / out_h)
+    group = max(1, int(BAND_BYTES // (width * channels * 8 * (per_row + 2))))
+    out = np.empty((out_h, out_w, channels), dtype=np.float32)
+    for k0 in range(0, out_h, group):
+        k1 = min(out_h, k0 + group)
+        i0, i1 = int(np.floor(row_edges[k0])), min(height, int(np.ceil(row_edges[k1])))
+        band = np.asarray(rows(i0, i1)).reshape(i1 - i0, width, channels)
+        cols = _area_mean_along(band, col_edges, axis=1)
+        out[k0:k1] = _area_mean_along(cols, row_edges[k0:k1 + 1] - i0, axis=0)
+    return out
+
+
+def area_resize(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Area-average resize of an H x W (x C) image to out_h x out_w (meant for downscaling: no
+    aliasing, and the mean, i.e. the energy, is kept exactly for any factor), float32."""
+    a = np.asarray(img)
+    h, w = a.shape[:2]
     if (h, w) == (out_h, out_w):
         return np.asarray(a, dtype=np.float32)
-    cols = np.empty((h, out_w) + a.shape[2:], dtype=np.float64)
-    for r0 in range(0, h, rows_per_band):
-        cols[r0:r0 + rows_per_band] = _area_mean_along(a[r0:r0 + rows_per_band], out_w, axis=1)
-    return _area_mean_along(cols, out_h, axis=0).astype(np.float32)
+    c = a.shape[2] if a.ndim == 3 else 1
+    out = area_resize_rows(lambda r0, r1: a[r0:r1], h, w, c, out_h, out_w)
+    return out if a.ndim == 3 else out[..., 0]

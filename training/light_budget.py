@@ -11,9 +11,11 @@ an oracle gives it) is added back:
 * ``at_truth``: as one point source at the true brightest pixel (right amount, right place);
 * ``at_deepest``: at the clipped pixel farthest from any unclipped one, a place a global estimator
   could find from the LDR alone (right amount, guessed place);
+* ``at_stage``: where the engine's light stage puts it, the brightest 7.5-degree cell of the
+  model's own clipped light (right amount, the stage's place);
 * ``spread``: evenly over the clipped pixels (right amount, no place).
 
-If ``at_deepest`` is close to ``at_truth``, what a model has to learn is one number per image
+If ``at_stage`` is close to ``at_truth``, what a model has to learn is one number per image
 (the light hidden in the clip), not where it is. ``missing_stops`` is that number: log2 of the
 true over the predicted clipped light.
 
@@ -21,7 +23,7 @@ true over the predicted clipped light.
 (``engine.light``): a ridge regression on global statistics of the LDR and of the model's output
 (``engine.light.FEATURES``) is fitted on the panoramas of DIR that are not in the split, and
 column ``predicted`` is the output of ``engine.light.restore_light`` with it: the predicted amount
-added around the deepest clipped pixel. Clipped pixels are read off the LDR (any channel >= 250),
+added at the stage's place. Clipped pixels are read off the LDR (any channel >= 250),
 as at inference. ``--write`` stores the fitted head in the ``--model`` bundle's model.json, after
 which ``hdrcnf convert`` applies it to every panorama (``--no-light`` turns it off). The model is
 always run without a head it may already have, so refitting measures the flow alone.
@@ -49,7 +51,7 @@ from .camera import synthesize
 from .data import read_split
 from .evaluate import STANDARD_CONDITIONS, ModelRunner, _write_text, input_seed, load_eval_images, make_sources
 
-PLACEMENTS = ("at_truth", "at_deepest", "spread")
+PLACEMENTS = ("at_truth", "at_deepest", "at_stage", "spread")
 RIDGE = 5.0              # regularisation of the amount regression (standardised features)
 FIT_SEEDS = 2            # camera draws per condition for the fit
 STOPS_MARGIN = 1.0       # the head never predicts more than the most the fit saw, plus this
@@ -69,6 +71,8 @@ def restore_light(pred: np.ndarray, target: np.ndarray, ldr: np.ndarray, placeme
         y, x = np.unravel_index(np.argmax(metrics.luminance(target)), clipped.shape)
     elif placement == "at_deepest":
         y, x, _ = light.deepest_point(clipped)
+    elif placement == "at_stage":
+        y, x = light.light_centre(light.make_proxy(ldr, pred))
     else:
         raise ValueError(f"unknown placement {placement!r}")
     if missing.max() > 0:

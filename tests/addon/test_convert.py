@@ -25,6 +25,7 @@ img = s.result
 RESULT["image"] = [img.name, list(img.size), img.is_float, img.packed_file is not None,
                    img.colorspace_settings.name]
 RESULT["engine_seconds"] = img["hdrcnf_seconds"]
+RESULT["light_stops"] = img["hdrcnf_light_stops"]
 hdr = pixels(img)[..., :3]
 np.save(os.path.join(WORK, "hdr1.npy"), hdr)
 
@@ -40,8 +41,9 @@ RESULT["save16"] = list(bpy.ops.hdrcnf.save_exr(filepath=os.path.join(WORK, "sav
 RESULT["save32"] = list(bpy.ops.hdrcnf.save_exr(filepath=os.path.join(WORK, "saved32.exr"), half=False))
 RESULT["render_settings_untouched"] = sc.render.image_settings.color_depth == '32'
 
-# Re-convert (another seed): the image is replaced in place, nothing piles up.
+# Re-convert (another seed, light stage off): the image is replaced in place, nothing piles up.
 s.seed = 7
+s.restore_light = False
 RESULT["op2"] = list(bpy.ops.hdrcnf.convert('EXEC_DEFAULT'))
 img2 = s.result
 np.save(os.path.join(WORK, "hdr2.npy"), pixels(img2)[..., :3])
@@ -52,6 +54,8 @@ RESULT["after"] = {
     "group_nodes": len([n for n in tree.nodes if n.bl_idname == "CompositorNodeGroup"]),
     "node_follows": groups[0].node_tree.nodes["HDR-CNF Image"].image == img2,
     "seed": img2["hdrcnf_seed"],
+    "light_stops": img2["hdrcnf_light_stops"],
+    "status": state.status,
 }
 bpy.ops.wm.save_as_mainfile(filepath=os.path.join(WORK, "scene.blend"))
 done()
@@ -136,3 +140,13 @@ def test_packed_result_survives_reopen_in_fresh_process(converted, blender):
     hdr2 = np.load(blender.work / "hdr2.npy")
     np.testing.assert_allclose(np.load(blender.work / "reopened.npy"), hdr2, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(read_exr_rgb(blender.work / "compositor2.exr"), hdr2, rtol=1e-5, atol=1e-6)
+
+
+def test_restore_clipped_light_is_on_by_default_and_can_be_turned_off(converted, blender):
+    """The panel's Restore Clipped Light reaches the engine's light stage: on, the sunny
+    panorama's clipped light is raised (and the status line says by how much); off, it is not."""
+    assert converted["light_stops"] > 0.5 and "clipped light +" in converted["status"]
+    assert converted["after"]["light_stops"] == -1.0 and "clipped light" not in converted["after"]["status"]
+    mask = clipped_mask()
+    lit, flow = np.load(blender.work / "hdr1.npy")[mask], np.load(blender.work / "hdr2.npy")[mask]
+    assert lit.sum() > 1.5 * flow.sum()

@@ -17,12 +17,14 @@ def constant_head(stops: float, max_stops: float = 10.0) -> light.LightHead:
 
 def sun_scene(h: int, w: int, sun=(0.4, 0.6, 0.69), radius_deg: float = 12.0):
     """An 8-bit panorama with a clipped disc (the blown-out sky round a sun) and the flow's
-    stand-in output: the naive inverse, 1.0 in the clip."""
+    stand-in output: the naive inverse outside, a glow from 1 to 3 towards the sun inside."""
     d = equirect_directions(h, w)
     s = np.asarray(sun) / np.linalg.norm(sun)
-    clipped = d @ s >= np.cos(np.radians(radius_deg))
+    cos_r = np.cos(np.radians(radius_deg))
+    clipped = d @ s >= cos_r
     ldr = np.where(clipped[..., None], 255, 90 + (40 * d[..., 1:2] + 40)).astype(np.uint8).repeat(3, axis=2)
-    hdr = np.where(clipped[..., None], 1.0, (ldr / 255.0) ** 2.2).astype(np.float32)
+    glow = 1.0 + 2.0 * np.clip((d @ s - cos_r) / (1.0 - cos_r), 0.0, 1.0)
+    hdr = np.where(clipped[..., None], glow[..., None], (ldr / 255.0) ** 2.2).astype(np.float32)
     return ldr, hdr, clipped
 
 
@@ -47,6 +49,20 @@ def test_deepest_point_wraps_across_the_panorama_seam():
     mask = (yy - 20) ** 2 + (np.minimum(xx, 80 - xx)) ** 2 <= 6 ** 2  # a disc cut by the seam
     y, x, _ = light.deepest_point(mask)
     assert y == 20 and min(x, 80 - x) <= 1
+
+
+def test_the_place_is_the_brightest_glow_not_the_largest_clip():
+    h, w = 64, 128
+    ldr = np.full((h, w, 3), 100, np.uint8)
+    hdr = np.full((h, w, 3), 0.13, np.float32)
+    ldr[10:30, 10:50] = 255                 # a large clipped cloud, the flow lifts it a little
+    hdr[10:30, 10:50] = 1.2
+    ldr[30:36, 90:96] = 255                 # a small clipped area, the flow lifts it a lot
+    hdr[30:36, 90:96] = 4.0
+    proxy = light.make_proxy(ldr, hdr)
+    y, x = light.light_centre(proxy)
+    assert 30 <= y < 36 and 90 <= x < 96
+    assert light.deepest_point(proxy.clipped)[:2] != (y, x)    # the deepest pixel is in the cloud
 
 
 def test_clipped_mask_agrees_across_storage_types():
@@ -102,7 +118,7 @@ def test_the_disc_stays_under_the_peak_and_grows_only_as_needed():
     assert clip_light(big, clipped) == pytest.approx(clip_light(small, clipped), rel=1e-5)  # same energy
 
 
-def test_the_light_lands_where_the_clip_is_deepest_even_across_the_seam():
+def test_the_light_lands_where_the_models_glow_peaks_even_across_the_seam():
     ldr, hdr, clipped = sun_scene(64, 128, sun=(-0.05, 0.5, -1.0))   # behind the camera: on the seam
     out = hdr.copy()
     light.add_light(out, ldr, light.make_proxy(ldr, hdr), 4.0, peak=50.0)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from engine import sphere
 from engine.sphere import area_resize, equirect_directions, equirect_solid_angles
 
 
@@ -51,8 +52,30 @@ def test_area_resize_is_the_overlap_weighted_average(size):
 def test_area_resize_bands_and_types():
     img = np.random.default_rng(1).integers(0, 256, (37, 90), dtype=np.uint8)  # 2-D, 8-bit
     a = area_resize(img, 10, 31)
-    b = area_resize(img, 10, 31, rows_per_band=1)
+    sphere.BAND_BYTES, saved = 1, sphere.BAND_BYTES                 # one output row per band
+    try:
+        b = area_resize(img, 10, 31)
+    finally:
+        sphere.BAND_BYTES = saved
     np.testing.assert_allclose(a, b, rtol=1e-6)
     np.testing.assert_allclose(a, _brute_force(img.astype(np.float64), 10, 31), rtol=1e-5)
     with pytest.raises(ValueError):
         area_resize(img, 0, 3)
+
+
+def test_area_resize_rows_reads_each_band_it_needs_once():
+    img = np.random.default_rng(2).random((40, 24, 2))
+    reads = []
+
+    def rows(r0, r1):
+        reads.append((r0, r1))
+        return img[r0:r1]
+
+    sphere.BAND_BYTES, saved = 24 * 2 * 8 * 8, sphere.BAND_BYTES       # ~2 output rows per band
+    try:
+        got = sphere.area_resize_rows(rows, 40, 24, 2, 7, 5)
+    finally:
+        sphere.BAND_BYTES = saved
+    np.testing.assert_allclose(got, _brute_force(img, 7, 5), rtol=1e-5)
+    assert len(reads) > 2 and reads[0][0] == 0 and reads[-1][1] == 40
+    assert max(r1 - r0 for r0, r1 in reads) < 40                        # never the whole image

@@ -77,3 +77,26 @@ def test_tiled_bounded_path_equals_untiled(model_bundle, model_backend):
     lt, lu = (np.log2(luminance(r.hdr) + 1e-3) for r in (tiled, untiled))
     assert np.abs(lt - lu).mean() <= 0.05, np.abs(lt - lu).mean()
     assert np.isfinite(tiled.hdr).all()
+
+
+def test_light_stage_memory_does_not_grow_with_the_panorama(synthetic_bundle, tmp_path, monkeypatch):
+    """The panorama light stage reads the image in row bands into a <=1024-wide proxy: beyond the
+    full-size arrays it needs a constant few tens of MB, at 2 Mpx as at 8 Mpx."""
+    import engine.convert
+    from engine.bundle import write_bundle
+
+    from ..engine.test_light import constant_head
+
+    monkeypatch.setattr(engine.convert, "LATENT_CACHE_BYTES", 2 << 20)
+    lit = write_bundle(tmp_path / "lit", synthetic_bundle.onnx_path,
+                       {**synthetic_bundle.meta, "light": constant_head(3.0).to_meta()})
+    extra = []
+    for H, W in ((1024, 2048), (2048, 4096)):
+        img = np.full((H, W, 3), 128, np.uint8)
+        img[H // 8:H // 4, W // 3:W // 2] = 255                  # a clipped sky for the stage to fill
+        result, peak = _peak(lambda: convert_array(img, SquareBackend(), lit, ConvertOptions(tile=512)))
+        assert result.info["light_stops"] == 3.0
+        extra.append(peak - H * W * (3 * 4 + 4))
+    batch = 2 * 512 * 512 * (3 * 4) * 6 + (2 << 20)
+    assert max(extra) <= max(batch, 40 << 20), [e / 2**20 for e in extra]
+    assert abs(extra[1] - extra[0]) <= 8 << 20, [e / 2**20 for e in extra]   # 4x the pixels, same extra

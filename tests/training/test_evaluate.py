@@ -142,13 +142,26 @@ def test_model_bundle_end_to_end(data_dir, tmp_path, capsys):
     res = json.loads(js.read_text())
     assert res["methods"][0] == "model" and res["model"]["temperature"] == 0.5
     header = out.split("### All inputs")[1]
-    assert "(T=0.50)" in header
+    assert "(T=0.50, light stage)" in header and res["model"]["light_stage"] is True
     for label in BASELINE_LABELS:
         assert label in header
     for row in res["inputs"]:
         m = row["methods"]["model"]
         assert m["aligned"] is False and m["nonfinite_pixels"] == 0
         assert np.isfinite(m["pu21_psnr"]) and np.isfinite(m["all_stops"])
+    # --no-light scores the flow alone: same photos, panoramas without the added light
+    js2 = tmp_path / "flow.json"
+    rc, out, err = _run(["--model", DEFAULT_BUNDLE, "--data", data_dir, "--json", js2, "--quiet",
+                         "--temperature", "0.5", "--max-images", "2", "--no-light"], capsys)
+    assert rc == 0, err
+    flow = json.loads(js2.read_text())
+    assert flow["model"]["light_stage"] is False and "(T=0.50)" in out.split("### All inputs")[1]
+    lit_power = [r["methods"]["model"]["power_stops"] for r in res["inputs"] if r["kind"] == "panorama"]
+    flow_power = [r["methods"]["model"]["power_stops"] for r in flow["inputs"] if r["kind"] == "panorama"]
+    assert lit_power != flow_power
+    for a, b in zip(res["inputs"], flow["inputs"]):
+        if a["kind"] == "photo":
+            assert a["methods"]["model"]["pu21_psnr"] == b["methods"]["model"]["pu21_psnr"]
 
 
 # --------------------------------------------------------------------------------------------
