@@ -269,7 +269,7 @@ def _cmd_convert(args) -> int:
                     skipped += 1
                 else:
                     converted += 1
-                    _say(bar, _converted_line(dst, result), sys.stdout)
+                    _say(bar, result.summary(dst), sys.stdout)
             finally:
                 tiles.close()
             bar.update(1)
@@ -277,14 +277,6 @@ def _cmd_convert(args) -> int:
     print(f"converted {converted}, skipped {skipped}, failed {failed + internal} in "
           f"{time.perf_counter() - t0:.1f}s", flush=True)
     return 1 if internal else 2 if failed else 0
-
-
-def _converted_line(dst, result) -> str:
-    """One line per converted file: its peak and, for panoramas, the light the stage added."""
-    line = f"{dst}: peak {result.peak_stops:+.1f} stops above clip"
-    if result.info.get("light_stops"):
-        line += f", clipped light raised {result.info['light_stops']:.1f} stops"
-    return line
 
 
 def _cap_batch(backend, n: int) -> None:

@@ -87,6 +87,14 @@ class ConvertResult:
         """log2(max luminance / clip point)."""
         return peak_stops(self.hdr, self.clip_point)
 
+    def summary(self, dst) -> str:
+        """The one line a batch prints per converted file: its peak and, for panoramas, the light
+        the light stage added (the same line from the local and the Ray pipelines)."""
+        line = f"{dst}: peak {self.peak_stops:+.1f} stops above clip"
+        if self.info.get("light_stops"):
+            line += f", clipped light raised {self.info['light_stops']:.1f} stops"
+        return line
+
 
 def is_panorama(height: int, width: int) -> bool:
     """Equirectangular guess: a 2:1 aspect ratio within 1 %."""

@@ -216,10 +216,15 @@ def light_centre(proxy: Proxy) -> tuple[int, int]:
     r, c = np.unravel_index(int(np.argmax(cells)), cells.shape)
     cy, cx = min(h - 1, int((r + 0.5) * h / rows)), min(w - 1, int((c + 0.5) * w / cols))
     lat, lon = equirect_latitudes(h), equirect_longitudes(w)
-    cosang = (np.sin(lat)[:, None] * math.sin(lat[cy])
-              + np.cos(lat)[:, None] * math.cos(lat[cy]) * np.cos(lon[None, :] - lon[cx]))
+    cosang = _cos_angle(lat, lon, lat[cy], lon[cx])
     y, x = np.unravel_index(int(np.argmax(np.where(clipped, cosang, -2.0))), clipped.shape)
     return int(y), int(x)
+
+
+def _cos_angle(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float) -> np.ndarray:
+    """[len(lat), len(lon)] cosine of the angle between each (lat, lon) and (lat0, lon0)."""
+    return (np.sin(lat)[:, None] * math.sin(lat0)
+            + np.cos(lat)[:, None] * math.cos(lat0) * np.cos(lon[None, :] - lon0))
 
 
 def _disc(H: int, W: int, cy: int, cx: int, radius: float):
@@ -234,9 +239,7 @@ def _disc(H: int, W: int, cy: int, cx: int, radius: float):
         half = min(math.pi, 1.1 * radius / math.cos(reach)) + 2.0 * math.pi / W
         n = min(W // 2, int(math.ceil(half / (2.0 * math.pi / W))))
         cols = np.unique((cx + np.arange(-n, n + 1)) % W)
-    cosang = (np.sin(lat[rows])[:, None] * math.sin(lat[cy])
-              + np.cos(lat[rows])[:, None] * math.cos(lat[cy]) * np.cos(lon[cols][None, :] - lon[cx]))
-    return rows, cols, cosang >= math.cos(radius)
+    return rows, cols, _cos_angle(lat[rows], lon[cols], lat[cy], lon[cx]) >= math.cos(radius)
 
 
 def deposit(hdr: np.ndarray, ldr: np.ndarray, cy: int, cx: int, energy: np.ndarray,

@@ -49,7 +49,7 @@ def _unpack(data: bytes, dtype: str, shape) -> np.ndarray | None:
 
 def _error_row(row: dict, kind: str, message: str) -> dict:
     out = {k: row[k] for k in ("src", "dst")}
-    out.update(kind=kind, message=" ".join(str(message).split()), peak=float("nan"),
+    out.update(kind=kind, message=" ".join(str(message).split()),
                pixels=b"", dtype="", shape=[], spread=b"", spread_shape=[], meta="")
     return out
 
@@ -69,7 +69,7 @@ def read_stage(row: dict) -> dict:
     except Exception as e:  # an internal error for this file only
         return _error_row(row, "internal", f"{row['src']}: internal error: {type(e).__name__}: {e}")
     data, dtype, shape = _pack(image)
-    return {"src": row["src"], "dst": row["dst"], "kind": "", "message": "", "peak": float("nan"),
+    return {"src": row["src"], "dst": row["dst"], "kind": "", "message": "",
             "pixels": data, "dtype": dtype, "shape": shape, "spread": b"", "spread_shape": [], "meta": ""}
 
 
@@ -112,7 +112,7 @@ class ConvertStage:
         spread, _, spread_shape = _pack(result.spread)
         meta = {"panorama": result.panorama, "info": result.info, "clip_point": result.clip_point,
                 "seconds": result.seconds}
-        return {"src": row["src"], "dst": row["dst"], "kind": "", "message": "", "peak": float(result.peak_stops),
+        return {"src": row["src"], "dst": row["dst"], "kind": "", "message": "",
                 "pixels": data, "dtype": dtype, "shape": shape, "spread": spread, "spread_shape": spread_shape,
                 "meta": json.dumps(meta)}
 
@@ -134,7 +134,7 @@ def write_stage_factory(settings: dict):
         from pathlib import Path
 
         status = {"src": row["src"], "dst": row["dst"], "kind": row["kind"], "message": row["message"],
-                  "peak": row["peak"]}
+                  "line": ""}
         if row["kind"]:
             return status
         try:
@@ -146,6 +146,7 @@ def write_stage_factory(settings: dict):
             options = ConvertOptions(**settings["options"])
             write_result(Path(row["dst"]), Path(row["src"]).name, result, bundle, options,
                          half=settings["half"], compression=settings["compression"])
+            status["line"] = result.summary(row["dst"])
         except InputError as e:
             status.update(kind="input", message=" ".join(str(e).split()))
         except Exception as e:
@@ -239,10 +240,10 @@ def convert_with_ray(jobs, args, options: ConvertOptions, say=print, err=None) -
     ds = ds.map_batches(_stage_class(settings), batch_size=1,
                         compute=ActorPoolStrategy(min_size=workers, max_size=workers), **actor_res)
     ds = ds.map(write_stage_factory(settings), num_cpus=1)
-    for row in ds.select_columns(["src", "dst", "kind", "message", "peak"]).iter_rows():
+    for row in ds.select_columns(["src", "dst", "kind", "message", "line"]).iter_rows():
         if not row["kind"]:
             counts["converted"] += 1
-            say(f"{row['dst']}: peak {row['peak']:+.1f} stops above clip")
+            say(row["line"])
         elif row["kind"] == "input":
             counts["failed"] += 1
             err(f"{PROG}: error: {row['message']}")
