@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sys
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 
@@ -45,11 +46,12 @@ class BatchStream:
         self.sampler, self.batch, self.seed, self.rank = sampler, batch, seed, rank
         self.workers = max(0, int(workers))
         self.ahead = ahead if ahead is not None else 2 * self.workers
-        self._pending: dict[int, mp.pool.AsyncResult] = {}
+        self._pending: dict[int, Future] = {}
         self._pool = None
         if self.workers:
             method = "fork" if sys.platform.startswith("linux") else "spawn"
-            self._pool = mp.get_context(method).Pool(self.workers, _init_worker, (sampler,))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method),
+                                             initializer=_init_worker, initargs=(sampler,))
 
     def get(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         if self._pool is None:
@@ -59,13 +61,16 @@ class BatchStream:
                 del self._pending[s]
         for s in range(step, step + self.ahead + 1):
             if s not in self._pending:
-                self._pending[s] = self._pool.apply_async(_draw_in_worker, (self.seed, self.rank, s, self.batch))
-        return self._pending.pop(step).get()
+                self._pending[s] = self._pool.submit(_draw_in_worker, self.seed, self.rank, s, self.batch)
+        return self._pending.pop(step).result()
 
     def close(self) -> None:
+        """Cancel the batches not yet started and wait for the workers to exit. (A
+        multiprocessing.Pool's terminate() could hang here for good: its task thread blocked on
+        the queue lock of workers it had just killed.)"""
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pending.clear()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def __enter__(self):
