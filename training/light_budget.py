@@ -6,9 +6,10 @@
 For every panorama of the split, photographed under the evaluation's standard camera conditions,
 the model's output is scored (diffuse-irradiance error, as in ``training.evaluate``) and then
 scored again after the light it misses in the clipped pixels (true minus predicted, the one number
-an oracle gives it) is added back:
+an oracle gives it) is added back, as the engine's light stage adds light (``engine.light.deposit``:
+a small disc of the clipped pixels around a place):
 
-* ``at_truth``: as one point source at the true brightest pixel (right amount, right place);
+* ``at_truth``: at the true brightest pixel (right amount, right place);
 * ``at_deepest``: at the clipped pixel farthest from any unclipped one, a place a global estimator
   could find from the LDR alone (right amount, guessed place);
 * ``at_stage``: where the engine's light stage puts it, the brightest 7.5-degree cell of the
