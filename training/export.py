@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {b.path} ({b.name} {b.version}, sha256 {b.sha256[:12]}, parity "
           f"{b.meta['export']['parity_max_rel_error']:.2e}, receptive field {b.receptive_field} px)")
+    # A light head belongs to the model it was fitted on, so a fresh export has none.
+    print(f"no panorama light stage yet: fit one with python -m training.light_budget --model {b.path} "
+          f"--data DIR --split FILE --fit-data DIR --write (see MODEL_CARD)")
     return 0
 
 

@@ -69,3 +69,19 @@ def test_export_cli_rejects_non_checkpoint(tmp_path, capsys):
     assert main([str(tmp_path), "-o", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a training checkpoint" in err[0]
+
+
+def test_export_over_a_bundle_drops_its_light_head_and_says_how_to_refit(checkpoint, tmp_path, capsys):
+    """A light head is fitted on one model's outputs: re-exporting a new model over a bundle must
+    not keep the old head, and the CLI says how to fit a new one."""
+    from engine.bundle import write_bundle
+    from engine.light import FEATURES, LightHead
+
+    first = export_bundle(checkpoint, tmp_path / "bundle")
+    n = len(FEATURES)
+    head = LightHead(mean=(0.0,) * n, std=(1.0,) * n, weights=(1.0,) + (0.0,) * n, max_stops=3.0)
+    assert write_bundle(first.path, first.onnx_path, {**first.meta, "light": head.to_meta()}).light == head
+    assert main([str(checkpoint), "-o", str(tmp_path / "bundle")]) == 0
+    assert load_bundle(tmp_path / "bundle").light is None
+    out = capsys.readouterr().out
+    assert "no panorama light stage yet" in out and "training.light_budget" in out
