@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .color import luminance
+from .io import to_unit_float
 from .sphere import area_resize, area_resize_rows, equirect_latitudes, equirect_longitudes, equirect_solid_angles
 
 #: The statistics the amount is predicted from, in the order of a head's weights. A head that
@@ -112,18 +113,8 @@ def head_problem(d) -> str | None:
 def clipped_mask(ldr: np.ndarray, clip_code: float = CLIP_CODE) -> np.ndarray:
     """(H, W) bool: pixels with any channel at or above `clip_code` on the 8-bit scale, for
     uint8, uint16 or float [0, 1] photos (half a code of tolerance for float rounding)."""
-    a = np.asarray(ldr)
-    if a.dtype == np.uint8:
-        level = clip_code
-    elif a.dtype == np.uint16:
-        level = (clip_code - 0.5) * 257.0
-    else:
-        level = (clip_code - 0.5) / 255.0
-    return (a >= level).any(axis=-1) if a.ndim == 3 else a >= level
-
-
-def _full_scale(ldr: np.ndarray) -> float:
-    return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(np.asarray(ldr).dtype, 1.0)
+    a = to_unit_float(np.asarray(ldr)) >= np.float32((clip_code - 0.5) / 255.0)
+    return a.any(axis=-1) if a.ndim == 3 else a
 
 
 @dataclass
@@ -140,13 +131,12 @@ def make_proxy(ldr: np.ndarray, hdr: np.ndarray, clip_code: float = CLIP_CODE, w
     """Area-average `ldr` (H, W, 3) and `hdr` down to at most `width` columns; a proxy pixel is
     clipped when most of its footprint is. Read in row bands: no full-size temporary."""
     H, W = hdr.shape[:2]
-    scale = np.float32(_full_scale(ldr))
     if W <= width:
         mask = clipped_mask(ldr, clip_code)
-        small, low = np.asarray(hdr, dtype=np.float32), np.asarray(ldr, dtype=np.float32) / scale
+        small, low = np.asarray(hdr, dtype=np.float32), to_unit_float(ldr)
     else:
         def rows(r0, r1):  # hdr RGB, ldr RGB (0..1), clipped (0/1): one band, 7 channels
-            return np.concatenate([hdr[r0:r1], ldr[r0:r1] / scale,
+            return np.concatenate([hdr[r0:r1], to_unit_float(ldr[r0:r1]),
                                    clipped_mask(ldr[r0:r1], clip_code)[..., None]], axis=-1)
 
         both = area_resize_rows(rows, H, W, 7, max(1, round(H * width / W)), width)

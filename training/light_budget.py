@@ -58,7 +58,7 @@ FIT_SEEDS = 2            # camera draws per condition for the fit
 STOPS_MARGIN = 1.0       # the head never predicts more than the most the fit saw, plus this
 
 
-def restore_light(pred: np.ndarray, target: np.ndarray, ldr: np.ndarray, placement: str) -> np.ndarray:
+def add_missing_light(pred: np.ndarray, target: np.ndarray, ldr: np.ndarray, placement: str) -> np.ndarray:
     """``pred`` plus the clipped light it misses (RGB, weighted by solid angle), placed as named.
     Points are deposited as the engine's light stage deposits them (``engine.light.deposit``)."""
     clipped = light.clipped_mask(ldr)
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> dict:
                    "model": metrics.irradiance_rel_error(pred, s.target),
                    "missing_stops": missing_stops(pred, s.target, clipped)}
             for p in PLACEMENTS:
-                row[p] = metrics.irradiance_rel_error(restore_light(pred, s.target, s.ldr, p), s.target)
+                row[p] = metrics.irradiance_rel_error(add_missing_light(pred, s.target, s.ldr, p), s.target)
             if head is not None:
                 out = pred.copy()  # exactly what engine.convert does for a panorama
                 row["predicted_stops"] = light.restore_light(out, s.ldr, head, light.PEAK)

@@ -8,7 +8,7 @@ import pytest
 
 from training import metrics
 from engine import light
-from training.light_budget import fit_head, main, missing_stops, restore_light
+from training.light_budget import add_missing_light, fit_head, main, missing_stops
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "engine" / "models" / "default")
 
@@ -26,11 +26,11 @@ def test_the_right_amount_in_the_right_place_restores_irradiance():
     pred = sky.copy()
     assert metrics.irradiance_rel_error(pred, target) > 0.5
     assert missing_stops(pred, target, clipped) > 5
-    fixed = restore_light(pred, target, ldr, "at_truth")
+    fixed = add_missing_light(pred, target, ldr, "at_truth")
     assert metrics.irradiance_rel_error(fixed, target) < 1e-3
-    near = restore_light(pred, target, ldr, "at_deepest")
+    near = add_missing_light(pred, target, ldr, "at_deepest")
     assert metrics.irradiance_rel_error(near, target) < 1e-3
-    spread = restore_light(pred, target, ldr, "spread")
+    spread = add_missing_light(pred, target, ldr, "spread")
     assert 1e-2 < metrics.irradiance_rel_error(spread, target) < metrics.irradiance_rel_error(pred, target)
     assert np.array_equal(pred, sky)                     # inputs left alone
 
