@@ -265,16 +265,27 @@ def test_ctrl_c_exits_130_without_temp_files(tmp_path, synthetic_bundle):
     assert not out.exists() or list(out.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_unwritable_output_is_exit_2(tmp_path, capsys, synthetic_bundle, good_jpg):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        rc, _, stderr = run_cli(capsys, "convert", good_jpg, "-o", ro / "x.exr", "--model", synthetic_bundle.path)
-    finally:
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """A folder this process cannot create files in: a read-only folder, or, for root (which
+    ignores permissions), /proc, where the kernel refuses new files to everyone."""
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        yield ro
         ro.chmod(0o700)
+    elif Path("/proc/self").is_dir():
+        yield Path("/proc")
+    else:
+        pytest.skip("running as root on a system without procfs: no folder refuses root's writes")
+
+
+def test_unwritable_output_is_exit_2(unwritable_dir, capsys, synthetic_bundle, good_jpg):
+    dst = unwritable_dir / "x.exr"
+    rc, _, stderr = run_cli(capsys, "convert", good_jpg, "-o", dst, "--model", synthetic_bundle.path)
     assert rc == 2 and len(stderr) == 1 and "cannot write" in stderr[0]
+    assert not dst.exists()
 
 
 def test_output_is_existing_file_for_batch(tmp_path, capsys, synthetic_bundle, good_jpg):
