@@ -12,6 +12,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 CONSTRAINTS := .ci/constraints.txt
+# Blender 4.2 LTS as a module, in a venv of its own (bpy pins one numpy and Python per Blender
+# version): tests/addon/test_blender42.py runs the extension's 4.2 code path with it.
+VENV42 := .venv42
+BPY42 := "bpy==4.2.*" "numpy<2"
 
 .PHONY: demo test bench gpu-check clean-venv
 
@@ -26,12 +30,17 @@ $(VENV)/.stamp-test: pyproject.toml $(CONSTRAINTS) | $(PY)
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[train,blender,dev,ray]'
 	touch $@ $(VENV)/.stamp-demo
 
+$(VENV42)/.stamp: Makefile
+	$(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/python -m pip --disable-pip-version-check install -q $(BPY42)
+	touch $@
+
 demo: $(VENV)/.stamp-demo
 	$(VENV)/bin/hdrcnf convert examples/ -o out/ --overwrite
 	@echo "HDR images written to $(CURDIR)/out/"
 
-test: $(VENV)/.stamp-test
-	$(PY) -m pytest -q tests
+test: $(VENV)/.stamp-test $(VENV42)/.stamp
+	HDRCNF_BPY42_PYTHON=$(CURDIR)/$(VENV42)/bin/python $(PY) -m pytest -q tests
 
 bench: $(VENV)/.stamp-test
 	@shopt -s nullglob; found=0; \
@@ -42,4 +51,4 @@ gpu-check:
 	bash benchmarks/gpu_check.sh
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV42)

@@ -1,10 +1,11 @@
 """The Blender 4.2 LTS code path (`scene.node_tree`, `use_nodes`, Composite node, `world.use_nodes`).
 
-Opt-in: set HDRCNF_BPY42_PYTHON to the python of a separate venv holding `bpy==4.2.*`
-(350 MB, so not part of the default test environment), e.g.
+It needs the python of a separate venv holding `bpy==4.2.*` (bpy pins its own numpy and Python
+per Blender version) in HDRCNF_BPY42_PYTHON. `make test` builds that venv (.venv42) and sets it;
+by hand:
 
-    python3.11 -m venv /tmp/venv42 && /tmp/venv42/bin/pip install "bpy==4.2.*" "numpy<2"
-    HDRCNF_BPY42_PYTHON=/tmp/venv42/bin/python .venv/bin/python -m pytest tests/addon/test_blender42.py
+    python3.11 -m venv .venv42 && .venv42/bin/pip install "bpy==4.2.*" "numpy<2"
+    HDRCNF_BPY42_PYTHON=.venv42/bin/python .venv/bin/python -m pytest tests/addon/test_blender42.py
 
 That venv needs neither onnxruntime nor Pillow: the extension's bundled wheels provide them, as
 in a real Blender.
@@ -19,7 +20,8 @@ import pytest
 from .helpers import install, read_exr_rgb
 
 PY42 = os.environ.get("HDRCNF_BPY42_PYTHON", "")
-pytestmark = pytest.mark.skipif(not PY42, reason="set HDRCNF_BPY42_PYTHON to a python with bpy==4.2.*")
+pytestmark = pytest.mark.skipif(
+    not PY42, reason="needs HDRCNF_BPY42_PYTHON, a python with bpy==4.2.* (make test builds .venv42 and sets it)")
 
 RUN = '''
 import importlib.util
