@@ -1,0 +1,45 @@
+"""The highlight-gain analysis: its arithmetic, and that g = 1 is exactly evaluate's score."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.color import srgb_to_linear
+from training import evaluate
+from training.highlight_gain import gain_errors, main
+
+DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "engine" / "models" / "default")
+
+
+def test_the_right_gain_scores_zero_and_the_bias_is_signed():
+    rng = np.random.default_rng(0)
+    ldr = np.full((8, 8, 3), 255, np.uint8)
+    ldr[:4] = rng.integers(60, 200, size=(4, 8, 3))
+    naive = srgb_to_linear(ldr.astype(np.float32) / 255.0)
+    clipped = (ldr >= 250).any(axis=-1)
+    pred = naive * np.where(clipped, 2.0, 1.0)[..., None]      # the model lifts the clip by one stop
+    true = naive * np.where(clipped, 4.0, 1.0)[..., None]      # the truth is two stops up
+    errors, bias = gain_errors(pred, ldr, true, clipped, gains=(1.0, 2.0, 3.0))
+    assert errors[1] == pytest.approx(0.0, abs=1e-3)
+    assert errors[0] == pytest.approx(1.0, abs=3e-3) and errors[2] == pytest.approx(1.0, abs=3e-3)  # eps 1e-3
+    assert bias == pytest.approx(-1.0, abs=1e-3)
+
+
+def test_gain_one_is_evaluates_highlight_error(hdr_dir, tmp_path, capsys):
+    assert main(["--model", DEFAULT_MODEL, "--data", str(hdr_dir), "--max-width", "128", "--gains", "0.5,1"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    at_one = float(row.strip("|").split("|")[1])
+    report = tmp_path / "eval.json"
+    assert evaluate.main(["--model", DEFAULT_MODEL, "--data", str(hdr_dir), "--max-width", "128", "--no-light",
+                          "--quiet", "--json", str(report)]) == 0
+    scored = json.loads(report.read_text())["averages"]["all"]["model"]["highlight_stops"]
+    assert at_one == pytest.approx(scored, abs=1.5e-3)          # the table prints 3 decimals
+
+
+def test_excluding_everything_is_one_line_and_exit_2(hdr_dir, tmp_path, capsys):
+    names = tmp_path / "all.txt"
+    names.write_text("\n".join(p.name for p in hdr_dir.iterdir()))
+    assert main(["--model", DEFAULT_MODEL, "--data", str(hdr_dir), "--exclude", str(names)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
