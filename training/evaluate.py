@@ -145,6 +145,14 @@ def input_seed(base_seed: int, source: Source, condition: Condition) -> list[int
             zlib.crc32(condition.key.encode())]
 
 
+def photograph(source: Source, condition: Condition, base_seed: int):
+    """The evaluation's photo of one source under one camera condition (``camera.synthesize``
+    seeded by ``input_seed``): every analysis that draws it this way sees the same inputs."""
+    return synthesize(source.hdr, np.random.default_rng(input_seed(base_seed, source, condition)),
+                      clip_fraction=condition.clip_fraction, curve=condition.curve,
+                      jpeg_quality=condition.jpeg_quality)
+
+
 # --------------------------------------------------------------------------------------------
 # The model, through the engine
 # --------------------------------------------------------------------------------------------
@@ -453,9 +461,7 @@ def run(args: argparse.Namespace) -> dict:
         for src in sources:
             for cond in conditions:
                 done += 1
-                rng = np.random.default_rng(input_seed(args.seed, src, cond))
-                sample = synthesize(src.hdr, rng, clip_fraction=cond.clip_fraction, curve=cond.curve,
-                                    jpeg_quality=cond.jpeg_quality)
+                sample = photograph(src, cond, args.seed)
                 pano = src.kind == "panorama"
                 well = metrics.well_exposed_mask(sample.ldr)
                 row = {"image": src.image, "view": src.view, "kind": src.kind, "condition": cond.key,

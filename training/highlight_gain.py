@@ -25,9 +25,8 @@ from engine.color import srgb_to_linear
 from engine.errors import InputError
 
 from . import metrics
-from .camera import synthesize
 from .data import read_split
-from .evaluate import STANDARD_CONDITIONS, ModelRunner, input_seed, load_eval_images, make_sources
+from .evaluate import STANDARD_CONDITIONS, ModelRunner, load_eval_images, make_sources, photograph
 
 GAINS = (0.6, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0)
 
@@ -57,9 +56,7 @@ def run(args: argparse.Namespace) -> dict:
     for im in images:
         for src in make_sources(im.name, im.pixels, im.panorama, args.max_width):
             for cond in STANDARD_CONDITIONS:
-                sample = synthesize(src.hdr, np.random.default_rng(input_seed(args.seed, src, cond)),
-                                    clip_fraction=cond.clip_fraction, curve=cond.curve,
-                                    jpeg_quality=cond.jpeg_quality)
+                sample = photograph(src, cond, args.seed)
                 if not sample.clipped.any():
                     continue
                 pred = runner(sample.ldr, src.kind == "panorama")

@@ -48,9 +48,8 @@ from engine.bundle import load_bundle, write_bundle
 from engine.errors import InputError
 
 from . import metrics
-from .camera import synthesize
 from .data import read_split
-from .evaluate import STANDARD_CONDITIONS, ModelRunner, _write_text, input_seed, load_eval_images, make_sources
+from .evaluate import STANDARD_CONDITIONS, ModelRunner, _write_text, load_eval_images, make_sources, photograph
 
 PLACEMENTS = ("at_truth", "at_deepest", "at_stage", "spread")
 RIDGE = 5.0              # regularisation of the amount regression (standardised features)
@@ -106,9 +105,7 @@ def _photographed(images, seeds: int, max_width: int, base_seed: int):
         src = make_sources(im.name, im.pixels, True, max_width)[0]  # the whole panorama
         for seed in range(base_seed, base_seed + seeds):
             for cond in STANDARD_CONDITIONS:
-                yield im.name, cond, synthesize(src.hdr, np.random.default_rng(input_seed(seed, src, cond)),
-                                                clip_fraction=cond.clip_fraction, curve=cond.curve,
-                                                jpeg_quality=cond.jpeg_quality)
+                yield im.name, cond, photograph(src, cond, seed)
 
 
 def _fit(runner, args) -> tuple:
