@@ -41,7 +41,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from engine.errors import InputError
-from engine.io import read_exr, write_exr
+from engine.io import read_exr, read_hdr, write_exr
+from engine.sphere import area_resize
+
+from .data import find_hdr_files
 
 PACKAGE = "@pmndrs/assets"
 VERSION = "1.7.0"
@@ -110,32 +113,29 @@ def damage(raw: np.ndarray, fixed: np.ndarray) -> str | None:
 def package_pipeline(img: np.ndarray, tmp: Path) -> np.ndarray:
     """What the package did to its images, done to one of ours: a Lanczos downscale to 512x256
     (per channel, in float) and a half-float DWAB round trip."""
-    import OpenEXR
     from PIL import Image
 
     small = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c])).resize((512, 256), Image.LANCZOS))
                       for c in range(3)], axis=-1)
-    header = {"compression": OpenEXR.DWAB_COMPRESSION, "type": OpenEXR.scanlineimage}
-    OpenEXR.File(header, {"RGB": np.clip(small, -65504, 65504).astype(np.float16)}).write(str(tmp))
+    write_exr(tmp, small, half=True, compression="dwab")
     try:
         return read_exr(tmp)
     finally:
         tmp.unlink()
 
 
-def measure_repair(data: Path, out: Path) -> list[str]:
-    """Rows of mean |log2| error against an area downscale, with ringing clamped at 0 and filled."""
-    from engine.sphere import area_resize
-    from training.data import find_hdr_files
-
+def measure_repair(data: Path, out: Path) -> list[tuple]:
+    """(name, holes, brightest-1 % error clamped / filled, all-pixel error clamped / filled, why left
+    out) per 2:1 panorama of ``data`` at least 1024 wide: mean over pixels of the largest
+    per-channel |log2| error against an area downscale of the original."""
     def err(img, ref, mask):
         diff = np.log2(np.maximum(img, 0.0) + 1e-3) - np.log2(ref + 1e-3)
         return float(np.abs(diff).max(axis=-1)[mask].mean())
 
     rows = []
     for path in find_hdr_files([data]):
-        img = read_exr(path) if path.suffix.lower() == ".exr" else None
-        if img is None or img.shape[1] != 2 * img.shape[0] or img.shape[1] < 1024:
+        img = read_hdr(path)
+        if img.shape[1] != 2 * img.shape[0] or img.shape[1] < 1024:
             continue
         ref = area_resize(img, 256, 512)
         packed = package_pipeline(img, out / f".{path.stem}.dwab.exr")
