@@ -60,11 +60,11 @@ def run(args: argparse.Namespace) -> dict:
                 if not sample.clipped.any():
                     continue
                 pred = runner(sample.ldr, src.kind == "panorama")
-                errs, bias = gain_errors(pred, sample.ldr, sample.target, sample.clipped, args.gains)
-                errors.append(errs)
+                # g = 0 is the naive inverse itself: its highlight error comes with the others.
+                errs, bias = gain_errors(pred, sample.ldr, sample.target, sample.clipped, (0.0, *args.gains))
+                naive.append(errs[0])
+                errors.append(errs[1:])
                 biases.append(bias)
-                naive.append(metrics.highlight_stops(srgb_to_linear(sample.ldr.astype(np.float32) / 255.0),
-                                                     sample.target, sample.clipped))
     return {"model": runner.name, "images": len(images), "inputs": len(errors), "gains": list(args.gains),
             "highlight_stops": list(np.mean(errors, axis=0)), "bias_stops": float(np.mean(biases)),
             "naive_highlight_stops": float(np.mean(naive))}

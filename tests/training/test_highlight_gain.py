@@ -29,12 +29,14 @@ def test_the_right_gain_scores_zero_and_the_bias_is_signed():
 def test_gain_one_is_evaluates_highlight_error(hdr_dir, tmp_path, capsys):
     assert main(["--model", DEFAULT_MODEL, "--data", str(hdr_dir), "--max-width", "128", "--gains", "0.5,1"]) == 0
     row = capsys.readouterr().out.strip().splitlines()[-1]
-    at_one = float(row.strip("|").split("|")[1])
+    cells = [float(c) for c in row.strip("|").split("|")[:3]]
+    at_one, naive = cells[1], cells[2]
     report = tmp_path / "eval.json"
     assert evaluate.main(["--model", DEFAULT_MODEL, "--data", str(hdr_dir), "--max-width", "128", "--no-light",
                           "--quiet", "--json", str(report)]) == 0
-    scored = json.loads(report.read_text())["averages"]["all"]["model"]["highlight_stops"]
-    assert at_one == pytest.approx(scored, abs=1.5e-3)          # the table prints 3 decimals
+    scored = json.loads(report.read_text())["averages"]["all"]
+    assert at_one == pytest.approx(scored["model"]["highlight_stops"], abs=1.5e-3)   # the table prints 3 decimals
+    assert naive == pytest.approx(scored["naive_inverse"]["highlight_stops"], abs=1.5e-3)
 
 
 def test_excluding_everything_is_one_line_and_exit_2(hdr_dir, tmp_path, capsys):
