@@ -26,6 +26,10 @@ class TargetTransform:
     kind: str = "log_correction"
 
     def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Raise ValueError for an unknown kind (also after a field was set, e.g. by ``--set``)."""
         if self.kind not in KINDS:
             raise ValueError(f"target kind {self.kind!r}: choose from {', '.join(KINDS)}")
 

@@ -272,7 +272,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
             raise InputError(f"--set {item}: {value!r} is not a valid {type(current).__name__}") from None
         setattr(obj, parts[-1], new)
     try:
-        cfg.model.target.__post_init__()
+        cfg.model.target.check()
     except ValueError as exc:
         raise InputError(f"--set: {exc}") from None
     if cfg.loss.bright_weight > 0 and cfg.model.target.kind != "log_correction":
