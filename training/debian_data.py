@@ -1,0 +1,264 @@
+"""More training images, from Debian: ILM's OpenEXR sample photographs and open3d's HDR skyboxes.
+
+    python -m training.debian_data --out .cache/debian-hdr
+    python -m training.train ... --data ../shared/data/hdr --data STUDIO_LIGHTS --data .cache/debian-hdr
+
+Real scene-referred images with bright, compact light sources -- a desk lamp, a candle, windows,
+street lamps -- are the data the highlight error is short of, and few are published anywhere a
+build can reach. Debian's archive carries some, inside packages that need them for other reasons.
+This downloads three pinned files from ``deb.debian.org``, checks each against its SHA-256, and
+writes the images as ordinary OpenEXR files with a MANIFEST:
+
+* ``psychtoolbox-3-common`` ships five of Industrial Light & Magic's OpenEXR sample photographs
+  (BSD-3-Clause, (c) 2004 ILM): CandleGlass, Desk, GoldenGate, Ocean, StillLife.
+* OpenEXR's own source tarball has a photograph of a room with a bright window as a test input
+  (``comp_none.exr``, BSD-3-Clause; its other ``comp_*`` files are the same picture, some lossy).
+* ``open3d-viewer-data`` (MIT) ships HDR skyboxes as KTX cube maps: six 256x256 faces packed as
+  unsigned 11/11/10-bit floats. They become 512x256 equirectangular panoramas here
+  (``cube_to_equirect``), so the panorama crops and the light-stage fit can use them.
+
+Three skyboxes are left out, by rules rather than by eye (``skybox_damage``): one whose range is
+that of a clipped capture (``konzerthaus``: 4.5 stops from median to peak), and two whose suns
+reach the packed floats' ceiling, 64512 (``crossroads``, ``park``: every channel is clamped there,
+the 10-bit channel's largest value), because their true brightness is unknown. The
+small negatives in two ILM photographs (colour-processing residue, > -0.02) are clamped at 0.
+None of these scenes is in the held-out split (``training/splits/val.txt``).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import lzma
+import struct
+import sys
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import InputError
+from engine.io import read_hdr, write_exr
+from engine.sphere import area_resize, equirect_directions
+
+POOL = "http://deb.debian.org/debian/pool/main"
+PREFIX = "debian_"
+FLOAT_CEILING = 64512.0    # the largest finite unsigned 10-bit float; these skyboxes clamp every channel there
+MIN_RANGE_STOPS = 6.0      # a skybox whose peak is less than 2^6 x its median was clipped at capture
+EQUIRECT_SIZE = (256, 512)
+SUPERSAMPLE = 4            # cube faces are sampled on a 4x finer equirect grid, then area-averaged
+
+
+@dataclass(frozen=True)
+class Source:
+    """One pinned download and the image files to take from it."""
+    url: str
+    sha256: str
+    licence: str
+    members: tuple[str, ...]     # paths inside the archive's data
+
+
+SOURCES = (
+    Source(f"{POOL}/p/psychtoolbox-3/psychtoolbox-3-common_3.0.19.14.dfsg1-1_all.deb",
+           "7ad844a02f800a34e4d2725235438a4fa725bf29239af53d199778412313f483",
+           "BSD-3-Clause, (c) 2004 Industrial Light & Magic",
+           tuple(f"./usr/share/psychtoolbox-3/PsychDemos/OpenEXRImages/{n}.exr"
+                 for n in ("CandleGlass", "Desk", "GoldenGate", "Ocean", "StillLife"))),
+    Source(f"{POOL}/o/openexr/openexr_3.1.13.orig.tar.gz",
+           "26d265d8cf8df4dad115b066ba209118ca8832cda076ec704ce1a57f827c75c6",
+           "BSD-3-Clause, (c) Contributors to the OpenEXR Project",
+           ("openexr-3.1.13/src/test/OpenEXRTest/comp_none.exr",)),
+    Source(f"{POOL}/o/open3d/open3d-viewer-data_0.19.0-3_all.deb",
+           "56a50eac39b89c7036815d86d3fbb53fff39ae7983d0cb02f8dc831a2b7e4109",
+           "MIT, (c) Open3D authors",
+           tuple(f"./usr/share/open3d-viewer/resources/{n}_skybox.ktx"
+                 for n in ("brightday", "crossroads", "hall", "konzerthaus", "nightlights", "park",
+                           "park2", "pillars", "streetlamp"))),
+)
+
+
+def check_sha256(url: str, data: bytes, want: str) -> None:
+    got = hashlib.sha256(data).hexdigest()
+    if got != want:
+        raise InputError(f"{url}: SHA-256 {got[:16]}... does not match the pinned {want[:16]}...")
+
+
+def deb_data_tar(deb: bytes) -> tarfile.TarFile:
+    """The ``data.tar.xz`` inside a Debian package (an ``ar`` archive of 60-byte member headers)."""
+    if not deb.startswith(b"!<arch>\n"):
+        raise InputError("not a Debian package (no ar archive magic)")
+    pos = 8
+    while pos + 60 <= len(deb):
+        name = deb[pos:pos + 16].decode("ascii").strip().rstrip("/")
+        size = int(deb[pos + 48:pos + 58].decode("ascii"))
+        body = deb[pos + 60:pos + 60 + size]
+        if name == "data.tar.xz":
+            return tarfile.open(fileobj=io.BytesIO(lzma.decompress(body)), mode="r:")
+        pos += 60 + size + (size & 1)
+    raise InputError("no data.tar.xz in the Debian package")
+
+
+def extract_members(archive: bytes, members: tuple[str, ...]) -> dict[str, bytes]:
+    """{member path: bytes} from a ``.deb`` or a ``.tar.gz``; a missing member is an InputError."""
+    tar = deb_data_tar(archive) if archive.startswith(b"!<arch>\n") else tarfile.open(
+        fileobj=io.BytesIO(archive), mode="r:gz")
+    with tar:
+        out = {}
+        for member in members:
+            try:
+                out[member] = tar.extractfile(member).read()
+            except (KeyError, AttributeError):
+                raise InputError(f"{member} is not in the archive") from None
+    return out
+
+
+def unpack_float(bits: np.ndarray, mantissa_bits: int) -> np.ndarray:
+    """Unsigned small floats (5-bit exponent, bias 15, no sign) as float32; OpenGL's R11F/B10F."""
+    exponent = (bits >> mantissa_bits) & 0x1F
+    mantissa = (bits & ((1 << mantissa_bits) - 1)).astype(np.float64) / (1 << mantissa_bits)
+    value = np.where(exponent == 0, mantissa * 2.0 ** -14, (1.0 + mantissa) * 2.0 ** (exponent.astype(np.float64) - 15))
+    return np.where(exponent == 31, np.inf, value).astype(np.float32)
+
+
+def read_ktx_cube(data: bytes) -> list[np.ndarray]:
+    """The six (S, S, 3) faces, in order +X, -X, +Y, -Y, +Z, -Z, of a KTX 1 cube map stored as
+    GL_R11F_G11F_B10F (first mip level only)."""
+    if data[:12] != b"\xabKTX 11\xbb\r\n\x1a\n":
+        raise InputError("not a KTX 1 file")
+    (endian, gl_type, _, _, internal, _, width, height, _, layers, faces, _, kv_bytes) = struct.unpack("<13I", data[12:64])
+    if endian != 0x04030201 or internal != 0x8C3A or faces != 6 or width != height or layers > 1:
+        raise InputError(f"unsupported KTX: format 0x{internal:X}, {faces} faces, {width}x{height}")
+    pos = 64 + kv_bytes
+    face_bytes = struct.unpack("<I", data[pos:pos + 4])[0]
+    pos += 4
+    out = []
+    for _ in range(6):
+        packed = np.frombuffer(data, "<u4", count=width * height, offset=pos).reshape(height, width)
+        out.append(np.stack([unpack_float(packed & 0x7FF, 6), unpack_float((packed >> 11) & 0x7FF, 6),
+                             unpack_float(packed >> 22, 5)], axis=-1))
+        pos += face_bytes
+    return out
+
+
+def cube_to_equirect(faces: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Resample a cube map (OpenGL face order and orientation, y up) to an equirectangular image:
+    nearest texel on a SUPERSAMPLE-times finer grid, then an area average, so every output pixel
+    is the mean of the texels it covers."""
+    d = equirect_directions(height * SUPERSAMPLE, width * SUPERSAMPLE)
+    x, y, z = d[..., 0], d[..., 1], -d[..., 2]   # the equirect's forward (+z) is the cube's -Z
+    ax, ay, az = np.abs(x), np.abs(y), np.abs(z)
+    size = faces[0].shape[0]
+    out = np.zeros(d.shape[:2] + (3,), dtype=np.float32)
+    # (face index, which pixels, major-axis magnitude, s coordinate, t coordinate): OpenGL's table.
+    choices = (
+        (0, (ax >= ay) & (ax >= az) & (x > 0), ax, -z, -y),
+        (1, (ax >= ay) & (ax >= az) & (x <= 0), ax, z, -y),
+        (2, (ay > ax) & (ay >= az) & (y > 0), ay, x, z),
+        (3, (ay > ax) & (ay >= az) & (y <= 0), ay, x, -z),
+        (4, (az > ax) & (az > ay) & (z > 0), az, x, -y),
+        (5, (az > ax) & (az > ay) & (z <= 0), az, -x, -y),
+    )
+    for face, mask, major, s, t in choices:
+        u = np.clip(((s[mask] / major[mask] + 1.0) * 0.5 * size).astype(int), 0, size - 1)
+        v = np.clip(((t[mask] / major[mask] + 1.0) * 0.5 * size).astype(int), 0, size - 1)
+        out[mask] = faces[face][v, u]
+    return area_resize(out, height, width)
+
+
+def skybox_damage(faces: list[np.ndarray]) -> str | None:
+    """Why a skybox cannot serve as truth, or None."""
+    texels = np.concatenate([f.reshape(-1, 3) for f in faces])
+    if not np.isfinite(texels).all() or texels.max() >= FLOAT_CEILING:
+        n = int((texels >= FLOAT_CEILING).any(axis=-1).sum())
+        return f"{n} texels clamped at {FLOAT_CEILING:g}: its sun's truth is unknown"
+    lum = texels @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    stops = float(np.log2(lum.max() / max(float(np.median(lum)), 1e-9)))
+    if stops < MIN_RANGE_STOPS:
+        return f"only {stops:.1f} stops from median to peak: clipped at capture"
+    return None
+
+
+def image_name(member: str) -> str:
+    stem = Path(member).name.rsplit(".", 1)[0]
+    return f"{PREFIX}{stem.removesuffix('_skybox')}.exr"
+
+
+def convert(member: str, data: bytes, tmp: Path) -> tuple[np.ndarray | None, str | None]:
+    """(linear RGB, None) for a usable image, (None, why) for one left out."""
+    if member.endswith(".ktx"):
+        faces = read_ktx_cube(data)
+        why = skybox_damage(faces)
+        return (None, why) if why else (cube_to_equirect(faces, *EQUIRECT_SIZE), None)
+    tmp.write_bytes(data)
+    try:
+        return np.maximum(read_hdr(tmp), 0.0), None
+    finally:
+        tmp.unlink()
+
+
+def fetch(source: Source, cache: Path | None) -> bytes:
+    """The source's bytes: from ``cache`` (a folder of already downloaded files) when it has them,
+    else from the archive; checked against the pinned SHA-256 either way."""
+    local = cache / source.url.rsplit("/", 1)[1] if cache is not None else None
+    if local is not None and local.exists():
+        data = local.read_bytes()
+    else:
+        with urllib.request.urlopen(source.url, timeout=300) as resp:
+            data = resp.read()
+    check_sha256(source.url, data, source.sha256)
+    return data
+
+
+def write_images(sources, out: Path, cache: Path | None) -> tuple[list[str], list[str]]:
+    """Convert and write every usable image; returns MANIFEST rows and what was left out, why.
+    Every archive is fetched, checked and unpacked before ``out`` is touched, so a bad download
+    leaves nothing behind."""
+    unpacked = [(source, extract_members(fetch(source, cache), source.members)) for source in sources]
+    out.mkdir(parents=True, exist_ok=True)
+    rows, skipped = [], []
+    for source, members in unpacked:
+        package = source.url.rsplit("/", 1)[1]
+        for member, data in members.items():
+            name = image_name(member)
+            pixels, why = convert(member, data, out / f".source.{name}")
+            if why is not None:
+                print(f"{name}: left out ({why})")
+                skipped.append(f"`{Path(member).name}` ({why})")
+                continue
+            write_exr(out / name, pixels, half=False)
+            lum = pixels @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+            stops = float(np.log2(lum.max() / max(float(np.median(lum)), 1e-9)))
+            rows.append(f"| {name} | `{package}`: `{member.lstrip('./')}` | {source.licence} | "
+                        f"{pixels.shape[1]}x{pixels.shape[0]} | {stops:.1f} |")
+            print(f"{name}: {pixels.shape[1]}x{pixels.shape[0]}, {stops:.1f} stops peak/median")
+    return rows, skipped
+
+
+def write_manifest(out: Path, rows: list[str], skipped: list[str]) -> None:
+    (out / "MANIFEST.md").write_text(
+        "# Extra training images from Debian\n\nMade by `python -m training.debian_data` from pinned files "
+        f"of {POOL} (SHA-256 checked). Left out: {'; '.join(skipped) or 'nothing'}.\n\n"
+        "| file | source | licence | size | peak/median (stops) |\n|---|---|---|---|---:|\n"
+        + "\n".join(rows) + "\n")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.debian_data", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True, help="folder to write the EXR files and MANIFEST.md into")
+    ap.add_argument("--cache", type=Path,
+                    help="folder of already downloaded package files (same names as in the archive) to use first")
+    args = ap.parse_args(argv)
+    try:
+        rows, skipped = write_images(SOURCES, args.out, args.cache)
+        write_manifest(args.out, rows, skipped)
+    except (InputError, OSError, tarfile.TarError, lzma.LZMAError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(rows)} images in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
