@@ -43,6 +43,8 @@ from engine.errors import InputError
 from engine.io import read_hdr, write_exr
 from engine.sphere import area_resize, equirect_directions
 
+from .metrics import peak_stops
+
 POOL = "http://deb.debian.org/debian/pool/main"
 PREFIX = "debian_"
 FLOAT_CEILING = 64512.0    # the largest finite unsigned 10-bit float; these skyboxes clamp every channel there
@@ -173,8 +175,7 @@ def skybox_damage(faces: list[np.ndarray]) -> str | None:
     if not np.isfinite(texels).all() or texels.max() >= FLOAT_CEILING:
         n = int((texels >= FLOAT_CEILING).any(axis=-1).sum())
         return f"{n} texels clamped at {FLOAT_CEILING:g}: its sun's truth is unknown"
-    lum = texels @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-    stops = float(np.log2(lum.max() / max(float(np.median(lum)), 1e-9)))
+    stops = peak_stops(texels)
     if stops < MIN_RANGE_STOPS:
         return f"only {stops:.1f} stops from median to peak: clipped at capture"
     return None
@@ -228,8 +229,7 @@ def write_images(sources, out: Path, cache: Path | None) -> tuple[list[str], lis
                 skipped.append(f"`{Path(member).name}` ({why})")
                 continue
             write_exr(out / name, pixels, half=False)
-            lum = pixels @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-            stops = float(np.log2(lum.max() / max(float(np.median(lum)), 1e-9)))
+            stops = peak_stops(pixels)
             rows.append(f"| {name} | `{package}`: `{member.lstrip('./')}` | {source.licence} | "
                         f"{pixels.shape[1]}x{pixels.shape[0]} | {stops:.1f} |")
             print(f"{name}: {pixels.shape[1]}x{pixels.shape[0]}, {stops:.1f} stops peak/median")

@@ -45,6 +45,7 @@ from engine.io import read_exr, read_hdr, write_exr
 from engine.sphere import area_resize
 
 from .data import find_hdr_files
+from .metrics import peak_stops
 
 PACKAGE = "@pmndrs/assets"
 VERSION = "1.7.0"
@@ -196,8 +197,7 @@ def write_images(modules: dict[str, bytes], out: Path) -> tuple[list[str], list[
             continue
         dst = out / f"{PREFIX}{name}.exr"
         write_exr(dst, fixed, half=False)
-        lum = fixed @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-        stops = float(np.log2(lum.max() / max(float(np.median(lum)), 1e-9)))
+        stops = peak_stops(fixed)
         rows.append(f"| {dst.name} | hdri/{name}.exr.js | {fixed.shape[1]}x{fixed.shape[0]} | {stops:.1f} | {filled} |")
         print(f"{dst.name}: {fixed.shape[1]}x{fixed.shape[0]}, {stops:.1f} stops peak/median, {filled} ringing holes filled")
     return rows, skipped

@@ -43,6 +43,14 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return engine_luminance(np.maximum(np.asarray(rgb, dtype=np.float32), 0.0))
 
 
+def peak_stops(rgb: np.ndarray) -> float:
+    """How far an HDR image's brightest pixel is above its median, in stops (luminance): the
+    one-number dynamic range that data MANIFESTs report and that tells a clipped capture (a few
+    stops) from a real HDR one (10-20)."""
+    lum = luminance(rgb).ravel()
+    return float(np.log2(lum.max() / max(float(np.median(lum)), 1e-9)))
+
+
 # --------------------------------------------------------------------------------------------
 # PU21
 # --------------------------------------------------------------------------------------------
