@@ -242,3 +242,11 @@ def test_baseline_registry():
         out = b.run(ldr, panorama=True)
         assert out.shape == ldr.shape and np.isfinite(out).all(), name
         assert b.label and b.reference
+
+
+def test_peak_stops_is_peak_over_median_luminance():
+    img = np.ones((8, 8, 3), np.float32)
+    img[0, 0] = 1024.0
+    assert metrics.peak_stops(img) == pytest.approx(10.0)
+    img[0, 1] = (0.0, 0.0, -5.0)                 # negative light does not count
+    assert metrics.peak_stops(img) == pytest.approx(10.0)
