@@ -248,5 +248,5 @@ def test_peak_stops_is_peak_over_median_luminance():
     img = np.ones((8, 8, 3), np.float32)
     img[0, 0] = 1024.0
     assert metrics.peak_stops(img) == pytest.approx(10.0)
-    img[0, 1] = (0.0, 0.0, -5.0)                 # negative light does not count
-    assert metrics.peak_stops(img) == pytest.approx(10.0)
+    img[4:] = (0.0, 0.0, -5.0)                   # negative light counts as none: half the median
+    assert metrics.peak_stops(img) == pytest.approx(11.0)
