@@ -38,6 +38,18 @@ def find_hdr_files(dirs: list[str | Path]) -> list[Path]:
     return files
 
 
+def read_hdr_bytes(data: bytes, name: str, scratch: Path) -> np.ndarray:
+    """Decode an HDR file held in memory (an archive member): OpenEXR reads only from paths, so it
+    goes through a hidden ``scratch/.name`` that is always removed. ``name`` carries the suffix
+    (.exr/.hdr) that picks the decoder."""
+    tmp = Path(scratch) / f".{name}"
+    tmp.write_bytes(data)
+    try:
+        return read_hdr(tmp)
+    finally:
+        tmp.unlink()
+
+
 def box_downscale(img: np.ndarray, factor: int) -> np.ndarray:
     """Area-average downscale by an integer factor (crops the remainder)."""
     if factor <= 1:

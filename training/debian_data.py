@@ -40,9 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import InputError
-from engine.io import read_hdr, write_exr
+from engine.io import write_exr
 from engine.sphere import area_resize, equirect_directions
 
+from .data import read_hdr_bytes
 from .metrics import peak_stops
 
 POOL = "http://deb.debian.org/debian/pool/main"
@@ -186,17 +187,13 @@ def image_name(member: str) -> str:
     return f"{PREFIX}{stem.removesuffix('_skybox')}.exr"
 
 
-def convert(member: str, data: bytes, tmp: Path) -> tuple[np.ndarray | None, str | None]:
+def convert(member: str, data: bytes, scratch: Path) -> tuple[np.ndarray | None, str | None]:
     """(linear RGB, None) for a usable image, (None, why) for one left out."""
     if member.endswith(".ktx"):
         faces = read_ktx_cube(data)
         why = skybox_damage(faces)
         return (None, why) if why else (cube_to_equirect(faces, *EQUIRECT_SIZE), None)
-    tmp.write_bytes(data)
-    try:
-        return np.maximum(read_hdr(tmp), 0.0), None
-    finally:
-        tmp.unlink()
+    return np.maximum(read_hdr_bytes(data, f"source.{Path(member).name}", scratch), 0.0), None
 
 
 def fetch(source: Source, cache: Path | None) -> bytes:
@@ -223,7 +220,7 @@ def write_images(sources, out: Path, cache: Path | None) -> tuple[list[str], lis
         package = source.url.rsplit("/", 1)[1]
         for member, data in members.items():
             name = image_name(member)
-            pixels, why = convert(member, data, out / f".source.{name}")
+            pixels, why = convert(member, data, out)
             if why is not None:
                 print(f"{name}: left out ({why})")
                 skipped.append(f"`{Path(member).name}` ({why})")

@@ -44,7 +44,7 @@ from engine.errors import InputError
 from engine.io import read_exr, read_hdr, write_exr
 from engine.sphere import area_resize
 
-from .data import find_hdr_files
+from .data import find_hdr_files, read_hdr_bytes
 from .metrics import peak_stops
 
 PACKAGE = "@pmndrs/assets"
@@ -183,12 +183,7 @@ def write_images(modules: dict[str, bytes], out: Path) -> tuple[list[str], list[
             print(f"{name}: left out ({EXCLUDED[name]})")
             skipped.append(f"`{name}` ({EXCLUDED[name]})")
             continue
-        src = out / f".{name}.source.exr"
-        src.write_bytes(exr)
-        try:
-            pixels = read_exr(src)
-        finally:
-            src.unlink()
+        pixels = read_hdr_bytes(exr, f"{name}.source.exr", out)
         fixed, filled = fill_ringing_holes(pixels)
         why = damage(pixels, fixed)
         if why is not None:
