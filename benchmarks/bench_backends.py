@@ -2,13 +2,16 @@
 
     python benchmarks/bench_backends.py                       # default model, 1024x512, CPU (+GPU when present)
     python benchmarks/bench_backends.py --config paper --size 4096x2048 --tile 2048   # on a GPU
+    python benchmarks/bench_backends.py --no-torch --against runs/X-bundle   # price a candidate model
 
 Every backend runs the exact graph the engine runs (the bundle's ONNX reverse pass; PyTorch runs
 the module it was exported from) on one batch of windows covering the input; they are timed
 round-robin in one process (so a change of machine load hits all of them alike) and the
 medians are compared. Also measured: the whole conversion of a 1024x512 photo through
 `engine.convert.convert_array` (tiles, latents, blending) with the default backend, against the
-1.7 s the published ExpandNet needs for that size on this class of CPU.
+1.7 s the published ExpandNet needs for that size on this class of CPU. With `--against BUNDLE`
+the same conversion with another model bundle is timed in the same round-robin, which prices a
+candidate default model (`convert_vs_against: 1.30x` = the default takes 1.30x the candidate's time).
 
 Prints a table and ratio lines such as `ort_vs_torch_eager: 5.12x`.
 """
@@ -35,6 +38,8 @@ def main(argv=None) -> int:
     ap.add_argument("--precisions", default="fp32,fp16", help="TensorRT precisions to build and time")
     ap.add_argument("--no-sweep", action="store_true", help="CPU: skip the 1-thread runs")
     ap.add_argument("--cache-dir", default=None, help="TensorRT engine cache (default: a temporary folder)")
+    ap.add_argument("--against", default=None, metavar="BUNDLE",
+                    help="also time the whole conversion with this model bundle, side by side")
     args = ap.parse_args(argv)
 
     from engine.backends import create_backend, tensorrt_status
@@ -173,6 +178,11 @@ def main(argv=None) -> int:
             for k, (b, t) in conv.items()}
     if "convert_ort" in cfns and bundle.light is not None and w == 2 * h:  # a panorama: the light stage runs
         cfns["convert_ort_no_light"] = lambda: convert_array(img, ort, bundle, ConvertOptions(tile=tile, light=False))
+    if args.against and "convert_ort" in cfns:
+        other = load_bundle(args.against)
+        other_ort = OnnxRuntimeBackend(other)
+        print(f"against: {other.name} ({args.against})")
+        cfns["convert_ort_against"] = lambda: convert_array(img, other_ort, other, ConvertOptions(tile=tile))
     ctimes = interleaved(cfns, max(3, repeats // 2))
     crow = [[k, f"{med(ts):.3f}", f"{min(ts):.3f}"] for k, ts in ctimes.items()]
     print(f"\nwhole conversion of a {w}x{h} photo (engine.convert.convert_array: tiles, latents, blend):")
@@ -183,6 +193,10 @@ def main(argv=None) -> int:
         print(f"convert_{w}x{h}_ort_s: {t:.3f}")
         if (w, h) == (1024, 512) and args.config == "compact":
             print(f"convert_1024x512_vs_expandnet_1.7s: {EXPANDNET_1024x512_S / t:.2f}x")
+    if "convert_ort_against" in ctimes:
+        print(f"convert_{w}x{h}_against_s: {med(ctimes['convert_ort_against']):.3f}")
+        print(f"convert_vs_against: {med(ctimes['convert_ort']) / med(ctimes['convert_ort_against']):.2f}x "
+              f"(time with the default model / with {args.against})")
     if "convert_ort_no_light" in ctimes:
         print(f"light_stage_cost: {med(ctimes['convert_ort']) / med(ctimes['convert_ort_no_light']):.3f}x "
               f"(whole conversion with / without the panorama light stage)")
