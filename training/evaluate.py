@@ -532,7 +532,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write all numbers (per input and averages) as JSON")
     p.add_argument("--markdown", metavar="FILE", help="also write the Markdown report to FILE")
     p.add_argument("--quiet", action="store_true", help="no per-input progress on stderr")
+    p.add_argument("--record", action="store_true",
+                   help="store the averages as the --model bundle's 'scores' (what hdrcnf info shows); "
+                        "model.onnx is not touched")
     return p
+
+
+def record_scores(bundle_dir: str | Path, result: dict, argv: list[str]) -> None:
+    """Store the all-input averages in the bundle's model.json ``scores``, so ``hdrcnf info``
+    shows the numbers of the evaluation that produced them, and says whether the light stage
+    was in it."""
+    from engine.bundle import load_bundle, write_bundle
+
+    bundle = load_bundle(bundle_dir)
+    averages = result["averages"]["all"]
+    keep = ("pu21_psnr", "highlight_stops", "all_stops", "irradiance_rel_error", "power_stops")
+    cfg = result["config"]
+    scores = {
+        "evaluated_with": " ".join(["python -m training.evaluate", *(str(a) for a in argv if a != "--record")]),
+        "split": f"{cfg['split'] or ', '.join(cfg['data'])} ({len(result['images'])} images, "
+                 f"{len(result['inputs'])} inputs)",
+        **{m: {k: round(float(v[k]), 4) for k in keep if v.get(k) is not None} for m, v in averages.items()},
+        "light_stage": "included" if result["model"]["light_stage"] else "off (--no-light)",
+    }
+    write_bundle(bundle.path, bundle.onnx_path, {**bundle.meta, "scores": scores})
+    print(f"scores recorded in {bundle.path / 'model.json'}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -548,12 +572,16 @@ def main(argv: list[str] | None = None) -> int:
         for out in (args.json, args.markdown):  # fail before the long run, not after it
             if out and not Path(out).parent.is_dir():
                 raise InputError(f"{out}: output folder {Path(out).parent} does not exist")
+        if args.record and not (args.model and (Path(args.model) / "model.json").is_file()):
+            raise InputError(f"--record stores scores in a model bundle: {args.model} has no model.json")
         result = run(args)
         report = markdown_report(result)
         if args.json:
             _write_text(args.json, json.dumps(_json_safe(result), indent=1) + "\n")
         if args.markdown:
             _write_text(args.markdown, report)
+        if args.record:
+            record_scores(args.model, result, argv if argv is not None else sys.argv[1:])
         sys.stdout.write(report)
         return 0
     except InputError as exc:

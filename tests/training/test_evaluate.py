@@ -164,6 +164,26 @@ def test_model_bundle_end_to_end(data_dir, tmp_path, capsys):
             assert a["methods"]["model"]["pu21_psnr"] == b["methods"]["model"]["pu21_psnr"]
 
 
+def test_record_stores_the_averages_in_the_bundle_and_leaves_the_graph_alone(data_dir, tmp_path, capsys):
+    import shutil
+
+    from engine.bundle import load_bundle
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    onnx = (bundle / "model.onnx").read_bytes()
+    js = tmp_path / "r.json"
+    rc, out, err = _run(["--model", bundle, "--data", data_dir, "--quiet", "--max-images", "1",
+                         "--max-width", "64", "--json", js, "--record"], capsys)
+    assert rc == 0, err
+    scores = load_bundle(bundle).meta["scores"]
+    averages = json.loads(js.read_text())["averages"]["all"]
+    assert scores["model"]["highlight_stops"] == pytest.approx(averages["model"]["highlight_stops"], abs=1e-4)
+    assert scores["naive_inverse"]["pu21_psnr"] == pytest.approx(averages["naive_inverse"]["pu21_psnr"], abs=1e-4)
+    assert scores["light_stage"] == "included" and "--record" not in scores["evaluated_with"]
+    assert "1 images" in scores["split"] and (bundle / "model.onnx").read_bytes() == onnx
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input: one line, exit 2, no traceback
 # --------------------------------------------------------------------------------------------
@@ -197,6 +217,7 @@ def test_corrupt_files(data_dir, tmp_path, capsys):
     (["--model", "no/such/model"], "no/such/model"),
     (["--max-width", "4"], "--max-width"),
     (["--json", "no/such/dir/out.json"], "no/such/dir"),
+    (["--record"], "--record"),
 ])
 def test_usage_errors(data_dir, capsys, extra, needle):
     rc, out, err = _run(["--data", data_dir, "--quiet"] + extra, capsys)
