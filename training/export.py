@@ -31,8 +31,8 @@ from .model import HDRCNF
 
 OPSET = 17
 PARITY_RTOL = 1e-3
-LICENCE = ("GPL-3.0-or-later (code); weights trained on CC0-1.0 Poly Haven HDRIs and BSD-3-Clause "
-           "OpenEXR sample images")
+LICENCE = ("GPL-3.0-or-later (code); weights trained on CC0-1.0 Poly Haven HDRIs, BSD-3-Clause "
+           "OpenEXR sample images and MIT open3d skyboxes")
 
 
 def _freeze(model: HDRCNF) -> None:
