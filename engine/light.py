@@ -35,6 +35,7 @@ FEATURES = (
     "share of the clip above the horizon",
     "log2 mean unclipped LDR value",
     "elevation of the deepest clipped pixel",
+    "log2 peak over mean of the output's clipped light",
 )
 HEAD_TYPE = "ridge-stops"
 #: An 8-bit value at or above this (any channel) counts as clipped.
@@ -185,6 +186,12 @@ def light_features(proxy: Proxy) -> np.ndarray:
     sa = solid_angles(*clipped.shape)
     light = luminance_energy(proxy.hdr)
     y, _, depth = deepest_point(clipped)
+    # How peaked the flow's own clipped light is: around a sun it paints a glow that peaks
+    # (the flow cannot make the sun itself), over an overcast sky or a window it paints a flat
+    # lift. Without it the head could not tell the two apart and added suns to overcast skies;
+    # with it, leave-one-panorama-out error on the fit set fell from 0.85 to 0.72 stops
+    # (MODEL_CARD). Halving the proxy's width moves it by 0.06 stops (its spread: 1.1).
+    lum = luminance(np.maximum(proxy.hdr[clipped], 0.0)).astype(np.float64)
     return np.array([
         clipped.mean(),
         np.log2(light[clipped].sum() / max(light.sum(), 1e-12) + 1e-6),
@@ -192,6 +199,7 @@ def light_features(proxy: Proxy) -> np.ndarray:
         (clipped * sa)[: h // 2].sum() / (clipped * sa).sum(),
         np.log2(proxy.unclipped_mean + 1e-3),
         1.0 - y / h,
+        np.log2((lum.max() + 1e-6) / (lum.mean() + 1e-6)),
     ])
 
 

@@ -152,6 +152,19 @@ def test_features_do_not_depend_on_the_resolution():
     np.testing.assert_allclose(hi, lo, atol=0.02)
 
 
+def test_a_peaked_glow_reads_as_a_sun_and_a_flat_lift_as_an_overcast_sky():
+    # The last feature tells the head whether the flow painted a glow round a sun (peaked) or
+    # lifted a clipped area evenly (an overcast sky, a window): the glow here peaks at 3x its
+    # rim, so log2(peak / mean) is well above 0; a flat lift of the same clip gives exactly 0.
+    ldr, hdr, clipped = sun_scene(128, 256)
+    assert light.FEATURES[-1].startswith("log2 peak over mean")
+    peaked = light.light_features(light.make_proxy(ldr, hdr))[-1]
+    flat = hdr.copy()
+    flat[clipped] = 1.5
+    assert peaked > 0.5
+    assert light.light_features(light.make_proxy(ldr, flat))[-1] == pytest.approx(0.0, abs=1e-4)
+
+
 def test_restore_light_on_a_large_panorama_puts_the_energy_in_the_full_resolution_clip():
     ldr, hdr, clipped = sun_scene(1024, 2048)
     out = hdr.copy()
