@@ -546,13 +546,12 @@ def record_scores(bundle_dir: str | Path, result: dict, argv: list[str]) -> None
 
     bundle = load_bundle(bundle_dir)
     averages = result["averages"]["all"]
-    keep = ("pu21_psnr", "highlight_stops", "all_stops", "irradiance_rel_error", "power_stops")
     cfg = result["config"]
     scores = {
         "evaluated_with": " ".join(["python -m training.evaluate", *(str(a) for a in argv if a != "--record")]),
         "split": f"{cfg['split'] or ', '.join(cfg['data'])} ({len(result['images'])} images, "
                  f"{len(result['inputs'])} inputs)",
-        **{m: {k: round(float(v[k]), 4) for k in keep if v.get(k) is not None} for m, v in averages.items()},
+        **{m: {k: round(float(v[k]), 4) for k in METRICS if v.get(k) is not None} for m, v in averages.items()},
         "light_stage": "included" if result["model"]["light_stage"] else "off (--no-light)",
     }
     write_bundle(bundle.path, bundle.onnx_path, {**bundle.meta, "scores": scores})
