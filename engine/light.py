@@ -59,7 +59,12 @@ _GROWTH = 1.5
 @dataclass(frozen=True)
 class LightHead:
     """A fitted amount regression: stops = weights[0] + sum_i weights[i+1] (f_i - mean_i) / std_i,
-    clamped to [0, max_stops] (never removes light; never extrapolates far past its data)."""
+    clamped to [0, max_stops] (never removes light; never extrapolates far past its data).
+
+    A prediction under ``min_stops`` adds nothing. Why a gate: the relative irradiance error
+    punishes a sun added where there is none far more than a missing one, and a small predicted
+    amount is more often an overcast sky or a window the flow already got right than a sun it
+    missed; ``training.light_budget`` chooses the gate by cross-validation (MODEL_CARD)."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -67,23 +72,27 @@ class LightHead:
     max_stops: float
     clip_code: float = CLIP_CODE
     fitted_on: int = 0  # how many photographed panoramas the fit saw (documentation)
+    min_stops: float = 0.0
 
     def predict(self, features) -> float:
         z = (np.asarray(features, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
         raw = self.weights[0] + float(z @ np.asarray(self.weights[1:]))
-        return float(np.clip(raw, 0.0, self.max_stops))
+        stops = float(np.clip(raw, 0.0, self.max_stops))
+        return stops if stops >= self.min_stops else 0.0
 
     def to_meta(self) -> dict:
         return {"type": HEAD_TYPE, "features": list(FEATURES), "mean": list(self.mean), "std": list(self.std),
-                "weights": list(self.weights), "max_stops": self.max_stops, "clip_code": self.clip_code,
-                "fitted_on": self.fitted_on}
+                "weights": list(self.weights), "max_stops": self.max_stops, "min_stops": self.min_stops,
+                "clip_code": self.clip_code, "fitted_on": self.fitted_on}
 
     @classmethod
     def from_meta(cls, d: dict) -> "LightHead":
-        """Build from a model.json ``light`` block that ``head_problem`` accepted."""
+        """Build from a model.json ``light`` block that ``head_problem`` accepted (a block
+        without ``min_stops``, from before the gate, has none)."""
         return cls(mean=tuple(map(float, d["mean"])), std=tuple(map(float, d["std"])),
                    weights=tuple(map(float, d["weights"])), max_stops=float(d["max_stops"]),
-                   clip_code=float(d.get("clip_code", CLIP_CODE)), fitted_on=int(d.get("fitted_on", 0)))
+                   clip_code=float(d.get("clip_code", CLIP_CODE)), fitted_on=int(d.get("fitted_on", 0)),
+                   min_stops=float(d.get("min_stops", 0.0)))
 
 
 def head_problem(d) -> str | None:
@@ -106,6 +115,8 @@ def head_problem(d) -> str | None:
         return "'std' must be positive"
     if not numbers([d.get("max_stops")], 1) or not 0 <= d["max_stops"] <= 30:
         return "'max_stops' must be a number from 0 to 30"
+    if not numbers([d.get("min_stops", 0.0)], 1) or not 0 <= d.get("min_stops", 0.0) <= d["max_stops"]:
+        return "'min_stops' must be a number from 0 to 'max_stops'"
     if not numbers([d.get("clip_code", CLIP_CODE)], 1) or not 1 <= d.get("clip_code", CLIP_CODE) <= 255:
         return "'clip_code' must be an 8-bit value from 1 to 255"
     return None

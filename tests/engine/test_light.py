@@ -190,7 +190,27 @@ def test_head_round_trips_through_its_json_block():
     assert light.LightHead.from_meta(meta) == head
 
 
+def test_a_gated_head_adds_nothing_under_its_gate_and_the_full_amount_over_it():
+    n = len(light.FEATURES)
+    head = light.LightHead(mean=(0.0,) * n, std=(1.0,) * n, weights=(2.0, 1.0) + (0.0,) * (n - 1),
+                           max_stops=10.0, min_stops=2.5)
+    x = np.zeros(n)
+    assert head.predict(x) == 0.0                  # 2 stops predicted: under the gate
+    x[0] = 1.0
+    assert head.predict(x) == pytest.approx(3.0)   # 3 stops: all of it, not 3 - 2.5
+    assert light.LightHead.from_meta(head.to_meta()) == head
+
+
+def test_a_head_block_from_before_the_gate_loads_ungated():
+    meta = constant_head(1.0).to_meta()
+    del meta["min_stops"]
+    assert light.head_problem(meta) is None
+    assert light.LightHead.from_meta(meta).min_stops == 0.0
+
+
 @pytest.mark.parametrize("change, needle", [
+    (lambda m: m.update(min_stops=-0.5), "min_stops"),
+    (lambda m: m.update(min_stops=m["max_stops"] + 1), "min_stops"),
     (lambda m: m.update(type="other"), "type"),
     (lambda m: m.update(features=m["features"][:-1]), "other features"),
     (lambda m: m.update(weights=m["weights"][:-1]), "'weights'"),

@@ -8,7 +8,7 @@ import pytest
 
 from training import metrics
 from engine import light
-from training.light_budget import add_missing_light, fit_head, main, missing_stops
+from training.light_budget import GATES, add_missing_light, choose_gate, fit_head, main, missing_stops
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "engine" / "models" / "default")
 
@@ -64,12 +64,38 @@ def test_fit_head_recovers_a_linear_relation_within_the_range_it_saw():
     assert light.head_problem(head.to_meta()) is None       # what --write stores is a valid block
 
 
-def test_cli_fits_the_amount_on_panoramas_outside_the_split(hdr_dir, split_file, capsys):
+def test_the_gate_drops_the_small_amounts_that_do_harm_but_never_costs_power():
+    # Six inputs: small predicted amounts (overcast skies) hurt irradiance when added, large ones
+    # (suns) help both errors.
+    cv = np.array([0.3, 0.6, 0.9, 2.0, 3.0, 4.0])
+    plain = np.array([[0.1, 0.2]] * 3 + [[0.8, 2.0]] * 3)
+    added = np.array([[0.5, 0.25]] * 3 + [[0.2, 0.5]] * 3)
+    gate, table = choose_gate(cv, plain, added)
+    assert 0.9 < gate <= 2.0
+    assert [t for t, _, _ in table] == list(GATES)
+    by_gate = {t: (irr, pw) for t, irr, pw in table}
+    assert by_gate[gate][0] < by_gate[0.0][0] and by_gate[gate][1] <= by_gate[0.0][1]
+    # When every added amount helps, nothing is gated.
+    gate, _ = choose_gate(cv, plain, np.minimum(added, plain) - 0.01)
+    assert gate == 0.0
+    # A gate that would lower irradiance error at the cost of power is not taken.
+    added_power_matters = np.array([[0.5, 0.1]] * 3 + [[0.2, 0.5]] * 3)
+    gate, table = choose_gate(cv, plain, added_power_matters)
+    assert gate == 0.0 and min(irr for _, irr, _ in table) < table[0][1]
+
+
+def test_cli_fits_the_amount_on_panoramas_outside_the_split(hdr_dir, split_file, tmp_path, capsys):
     assert main(["--model", DEFAULT_MODEL, "--data", str(hdr_dir), "--split", str(split_file),
-                 "--fit-data", str(hdr_dir), "--max-width", "128"]) == 0
+                 "--fit-data", str(hdr_dir), "--max-width", "128", "--json", str(tmp_path / "b.json")]) == 0
     out = capsys.readouterr().out
     assert "fitted on 24 photographed panoramas" in out    # 3 panoramas x 2 seeds x 4 conditions
     assert "| predicted |" in out
+    assert "each panorama scored by a head fitted on the other 2 (24 photographed inputs)" in out
+    result = json.loads((tmp_path / "b.json").read_text())
+    cv = result["cross_validation"]
+    assert cv["gate"] in GATES and result["head"]["min_stops"] == pytest.approx(min(cv["gate"], result["head"]["max_stops"]))
+    assert [g["min_stops"] for g in cv["gates"]] == list(GATES)
+    assert all(np.isfinite(g["irradiance"]) and np.isfinite(g["power"]) for g in cv["gates"])
 
 
 def test_write_stores_a_head_the_engine_then_applies(hdr_dir, split_file, tmp_path, capsys):
