@@ -345,9 +345,9 @@ def _cmd_info(args) -> int:
         f"default temperature: {b.default_temperature:g}",
         f"latents: {', '.join(f'{s.name} ({s.channels} ch, 1/{s.scale})' for s in b.latents)}",
         "light stage: " + (f"fitted on {b.light.fitted_on} photographed panoramas, adds "
-                           + (f"0 or {b.light.min_stops:g}" if b.light.min_stops > 0 else "0")
-                           + f" to {b.light.max_stops:g} stops to the clipped light of panoramas "
-                           "(--no-light turns it off)" if b.light else
+                           f"{b.light.min_stops:g} to {b.light.max_stops:g} stops to the clipped light of panoramas"
+                           + (f", nothing under {b.light.min_stops:g}" if b.light.min_stops > 0 else "")
+                           + " (--no-light turns it off)" if b.light else
                            "none (panoramas get the flow's output alone)"),
         f"training data: {_summary(m.get('training'))}",
         f"scores: {_summary(m.get('scores'))}",
