@@ -146,16 +146,14 @@ def compare_baseline(result: dict, baseline: str, resamples: int = 10000, seed: 
 
 def markdown(rows: dict[str, tuple[float, float, Stat]], head: tuple[str, str, str], n_images: int,
              resamples: int) -> str:
+    paired = any(s.p_better is not None for _, _, s in rows.values())
     lines = [f"{n_images} images, {resamples} resamples of the images; interval: 5 %-95 %.", "",
-             f"| metric | {head[0]} | {head[1]} | {head[2]} | 90 % interval |"
-             + (" P(B better) |" if any(s.p_better is not None for _, _, s in rows.values()) else ""),
-             "|---|---:|---:|---:|---|" + ("---:|" if any(s.p_better is not None for _, _, s in rows.values()) else "")]
+             f"| metric | {head[0]} | {head[1]} | {head[2]} | 90 % interval |" + (" P(B better) |" if paired else ""),
+             "|---|---:|---:|---:|---|" + ("---:|" if paired else "")]
     for m, (x, y, s) in rows.items():
         digits = 2 if m == "pu21_psnr" else 3
         line = f"| {METRIC_HEADERS[m]} | {x:.{digits}f} | {y:.{digits}f} | {s.value:+.3f} | {s.low:+.3f} … {s.high:+.3f} |"
-        if s.p_better is not None:
-            line += f" {s.p_better:.2f} |"
-        lines.append(line)
+        lines.append(line + (f" {s.p_better:.2f} |" if paired else ""))
     return "\n".join(lines) + "\n"
 
 
