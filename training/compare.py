@@ -55,6 +55,9 @@ def load_eval(path: str | Path) -> dict:
         raise InputError(f"{path}: not a readable training.evaluate JSON ({exc})") from None
     if not isinstance(result, dict) or not isinstance(result.get("inputs"), list) or not result["inputs"]:
         raise InputError(f"{path}: no 'inputs' list; write it with python -m training.evaluate --json")
+    if not all(isinstance(r, dict) and {"image", "view", "condition", "methods"} <= r.keys() for r in result["inputs"]):
+        raise InputError(f"{path}: an input lacks image, view, condition or methods; "
+                         "write it with python -m training.evaluate --json")
     return result
 
 

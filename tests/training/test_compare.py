@@ -105,10 +105,12 @@ def test_unpaired_evaluations_are_refused(tmp_path, capsys):
     (["a.json", "--baseline", "nope"], "no method 'nope'"),
     (["missing.json", "--baseline", "naive_inverse"], "not a readable"),
     (["a.json", "a.json", "--resamples", "5"], "--resamples"),
+    (["bad.json", "--baseline", "naive_inverse"], "lacks image, view, condition or methods"),
 ])
 def test_usage_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a.json").write_text(json.dumps(_evaluation()))
+    (tmp_path / "bad.json").write_text(json.dumps({"inputs": [{"image": "x"}]}))
     assert compare.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
