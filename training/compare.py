@@ -2,6 +2,7 @@
 
     python -m training.compare runs/A-eval.json runs/B-eval.json        # model B vs model A
     python -m training.compare docs/eval-default.json --baseline naive_inverse   # model / baseline
+    python -m training.compare runs/A-eval.json,runs/A-extra.json runs/B-eval.json,runs/B-extra.json
 
 Both read the JSON that ``training.evaluate --json`` writes. Why images and not inputs: the 52
 inputs of the held-out split come from 5 images (each seen as a panorama, two crops and four
@@ -15,6 +16,8 @@ averages them; the 5 %/95 % quantiles of the resampled statistic are the interva
   how often B is the better of the two across resamples.
 * ``--baseline NAME``: the model's average over a baseline's, in one file: the ratio the quality
   targets are stated in (for PU21, the difference in dB).
+* Comma-separated files are pooled into one set of images (the split and a second held-out set,
+  say), evaluated with the same settings: more images, a narrower interval.
 
 With few images the interval is itself rough (a percentile bootstrap over k clusters is too
 narrow by about sqrt((k - 1) / k)), but it shows the size of the effect a split can resolve.
@@ -48,7 +51,31 @@ class Stat:
     p_better: float | None = None  # share of resamples in which B beats A (two-file mode)
 
 
-def load_eval(path: str | Path) -> dict:
+def load_eval(spec: str | Path) -> dict:
+    """One evaluation, or several pooled (``a.json,b.json``): their inputs together, as if one
+    run of ``training.evaluate`` had scored all their images."""
+    paths = str(spec).split(",")
+    first = _load_one(paths[0])
+    inputs, seen = list(first["inputs"]), {r["image"] for r in first["inputs"]}
+    for path in paths[1:]:
+        part = _load_one(path)
+        _same_settings(first, part, f"{path} was evaluated with other settings than {paths[0]}")
+        images = {r["image"] for r in part["inputs"]}
+        if images & seen:
+            raise InputError(f"{path}: scores images that another pooled file scores too")
+        inputs += part["inputs"]
+        seen |= images
+    return {**first, "inputs": inputs}
+
+
+def _same_settings(a: dict, b: dict, what: str) -> None:
+    for k in SETTINGS:
+        if a.get("config", {}).get(k) != b.get("config", {}).get(k):
+            raise InputError(f"{what}: '{k}' is {a.get('config', {}).get(k)!r} vs "
+                             f"{b.get('config', {}).get(k)!r}; rerun one with the other's settings")
+
+
+def _load_one(path: str | Path) -> dict:
     try:
         result = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -102,10 +129,7 @@ def _stat(samples: np.ndarray, better: np.ndarray | None = None) -> Stat:
 
 def compare_models(a: dict, b: dict, resamples: int = 10000, seed: int = 0) -> dict[str, tuple[float, float, Stat]]:
     """Per metric: (mean A, mean B, Stat of B - A) over the inputs both files share."""
-    for k in SETTINGS:
-        if a.get("config", {}).get(k) != b.get("config", {}).get(k):
-            raise InputError(f"the two evaluations differ in '{k}' ({a.get('config', {}).get(k)!r} vs "
-                             f"{b.get('config', {}).get(k)!r}); rerun one with the other's settings")
+    _same_settings(a, b, "the two evaluations differ")
     rows_a, rows_b = {_key(r): r for r in a["inputs"]}, {_key(r): r for r in b["inputs"]}
     if rows_a.keys() != rows_b.keys():
         only = sorted(rows_a.keys() ^ rows_b.keys())[0]

@@ -125,3 +125,23 @@ def test_report_names_both_files_and_every_metric(tmp_path, capsys):
     assert f"A: {pa}" in out and f"B: {pb}" in out and "5 images" in out
     assert out.count("\n| ") == 1 + len(METRICS)   # header + one row per metric
     assert "P(B better)" in out
+
+
+def test_pooled_files_are_one_set_of_images(tmp_path, capsys):
+    a, b = _evaluation(seed=0), _evaluation(seed=1)
+    for r in b["inputs"]:
+        r["image"] = "other_" + r["image"]          # a second held-out set: other images
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    pooled = compare.load_eval(f"{pa},{pb}")
+    assert len(pooled["inputs"]) == len(a["inputs"]) + len(b["inputs"])
+    assert compare.main([f"{pa},{pb}", "--baseline", "naive_inverse", "--resamples", "200"]) == 0
+    assert "10 images" in capsys.readouterr().out
+    # The same images twice, or a set evaluated with other settings, cannot be pooled.
+    assert compare.main([f"{pa},{pa}", "--baseline", "naive_inverse"]) == 2
+    assert "scores images that another pooled file scores too" in capsys.readouterr().err
+    b["config"]["max_width"] = 512
+    pb.write_text(json.dumps(b))
+    assert compare.main([f"{pa},{pb}", "--baseline", "naive_inverse"]) == 2
+    assert "'max_width'" in capsys.readouterr().err
