@@ -56,8 +56,9 @@ class HDRCNF_SceneSettings(PropertyGroup):
     restore_light: BoolProperty(
         name="Restore Clipped Light", default=True,
         description="Panoramas: add the light the clipped areas hide (a blown-out sun or lamp), as "
-                    "predicted by the model's light stage. Turn it off for an overcast sky or an "
-                    "evenly lit room, where it adds a sun that is not there. Off: the flow's output alone")
+                    "predicted by the model's light stage (nothing when it predicts only a little). "
+                    "Turn it off for an overcast sky or an evenly lit room, where it can still add a sun "
+                    "that is not there. Off: the flow's output alone")
     result: PointerProperty(name="Result", type=bpy.types.Image, poll=_poll_result,
                             description="The HDR image used by Use as World and Save as EXR")
     world_strength: FloatProperty(name="Strength", default=1.0, min=0.0, soft_max=10.0,
