@@ -92,7 +92,7 @@ def _key(row: dict) -> tuple:
     return row["image"], row["view"], row["condition"]
 
 
-def per_image(rows: list[dict], method: str, metric: str, images: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def per_image(rows, method: str, metric: str, images: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Sum and count of ``metric`` per image (inputs without the metric, e.g. panorama-only
     metrics on photos, do not count), so any resample's mean is sum(w*s) / sum(w*n)."""
     index = {name: i for i, name in enumerate(images)}
@@ -139,8 +139,8 @@ def compare_models(a: dict, b: dict, resamples: int = 10000, seed: int = 0) -> d
     w = image_weights(len(images), resamples, seed)
     out = {}
     for m in METRICS:
-        sa, na = per_image(list(rows_a.values()), "model", m, images)
-        sb, nb = per_image(list(rows_b.values()), "model", m, images)
+        sa, na = per_image(rows_a.values(), "model", m, images)
+        sb, nb = per_image(rows_b.values(), "model", m, images)
         if not na.any() or not np.array_equal(na, nb):
             continue
         ma, mb = _mean(w, sa, na), _mean(w, sb, nb)
