@@ -1,0 +1,50 @@
+"""Rendered training scenes: real Cycles renders (tiny and few samples), read back by the loader."""
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from training.data import load_images
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="needs bpy (make test installs it)")
+
+
+def render(out, *args):
+    """In a fresh process, as a user runs it: bpy is kept out of the test process."""
+    return subprocess.run([sys.executable, "-m", "training.render_data", "--out", str(out), "--width", "128",
+                           "--samples", "4", "--threads", "1", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_rooms_and_yards_render_to_hdr_panoramas_the_loader_reads(tmp_path):
+    rooms, yards = tmp_path / "rooms", tmp_path / "yards"
+    assert render(rooms, "--count", "2", "--p-outdoor", "0").returncode == 0
+    assert render(yards, "--count", "1", "--p-outdoor", "1").returncode == 0
+    assert sorted(p.name for p in rooms.iterdir()) == ["render_room_0_0000.exr", "render_room_0_0001.exr"]
+    assert [p.name for p in yards.iterdir()] == ["render_yard_0_0000.exr"]
+    images = load_images([rooms, yards])
+    assert len(images) == 3
+    for im in images:
+        assert im.panorama and im.pixels.shape == (64, 128, 3)
+        assert np.isfinite(im.pixels).all() and im.pixels.min() >= 0
+        lum = im.pixels.mean(axis=-1)
+        # what the scenes are for: lights far above the surfaces they light (a sun, a lamp)
+        assert np.log2(lum.max() / np.median(lum)) > 3, im.name
+
+
+def test_an_interrupted_run_resumes_without_rendering_again(tmp_path):
+    assert render(tmp_path, "--count", "1").returncode == 0
+    first = (tmp_path / "render_room_0_0000.exr").stat().st_mtime_ns
+    run = render(tmp_path, "--count", "2")
+    assert run.returncode == 0
+    assert "render_room_0_0000" not in run.stdout and "render_room_0_0001.exr" in run.stdout
+    assert (tmp_path / "render_room_0_0000.exr").stat().st_mtime_ns == first
+    assert not list(tmp_path.glob(".partial_*"))
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    run = render(tmp_path, "--count", "0")
+    assert run.returncode == 2
+    assert run.stderr.startswith("error:") and len(run.stderr.strip().splitlines()) == 1
+    assert not tmp_path.joinpath("render_room_0_0000.exr").exists()
