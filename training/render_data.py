@@ -41,6 +41,7 @@ class RenderConfig:
     seed: int = 0
     threads: int = 2
     p_outdoor: float = 0.25       # share of yards under a sky; the rest are lamp-lit rooms
+    glare: bool = True            # pass the render through a lens (apply_lens_glare)
 
 
 def _bpy():
@@ -219,6 +220,40 @@ def _yard(bpy, scene, rng: np.random.Generator) -> tuple[float, float, float]:
 
 
 # ---------------------------------------------------------------------------------------------
+# the lens
+
+def glare_kernel(energy: float, exponent: float, radius: int) -> np.ndarray:
+    """A lens's veiling-glare point spread: the core keeps 1 - ``energy`` of each pixel's light and
+    the rest falls off as 1 / (1 + r^exponent) out to ``radius`` pixels. Sums to 1."""
+    r = np.hypot(*np.meshgrid(np.arange(-radius, radius + 1), np.arange(-radius, radius + 1)))
+    tail = np.where((r > 0) & (r <= radius), 1.0 / (1.0 + r ** exponent), 0.0)
+    kernel = energy * tail / tail.sum()
+    kernel[radius, radius] = 1.0 - energy
+    return kernel
+
+
+def apply_lens_glare(img: np.ndarray, energy: float, exponent: float, radius: int = 48) -> np.ndarray:
+    """Spread a share of every pixel's light around it, as a camera lens does.
+
+    Why: a real HDR capture is measured through a lens, so a lamp 12 stops above the walls comes
+    with a glow whose brightness follows its own, and that glow is what a local view can read a
+    clipped lamp's brightness from. A path tracer has no lens: its lamps end in a sharp edge, and
+    a model trained on them learns that sharp clipped shapes may be very bright, which is wrong for
+    windows and white walls in photographs. Convolved in the Fourier domain, wrapping around
+    horizontally (a panorama does) and padded at the poles; the light is conserved."""
+    kernel = glare_kernel(energy, exponent, radius)
+    h, w = img.shape[:2]
+    padded = np.pad(img, ((radius, radius), (0, 0), (0, 0)), mode="edge").astype(np.float64)
+    kpad = np.zeros(padded.shape[:2])
+    k = kernel.shape[0]
+    kpad[:k, :k] = kernel
+    kpad = np.roll(kpad, (-radius, -radius), axis=(0, 1))
+    spectrum = np.fft.rfft2(kpad)[..., None]
+    out = np.fft.irfft2(np.fft.rfft2(padded, axes=(0, 1)) * spectrum, s=padded.shape[:2], axes=(0, 1))
+    return np.maximum(out[radius:radius + h], 0.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
 
 def render_scene(out: Path, index: int, cfg: RenderConfig) -> Path:
     """Build scene ``index`` from scratch and write it as a 32-bit EXR, atomically."""
@@ -249,8 +284,17 @@ def render_scene(out: Path, index: int, cfg: RenderConfig) -> Path:
     tmp = out / f".partial_{index:04d}.exr"
     render.filepath = str(tmp)
     bpy.ops.render.render(write_still=True)
+    if cfg.glare:
+        from engine.io import read_hdr, write_exr
+        img = apply_lens_glare(read_hdr(tmp), *_lens(rng))
+        write_exr(tmp, img, half=False)
     os.replace(tmp, path)
     return path
+
+
+def _lens(rng: np.random.Generator) -> tuple[float, float]:
+    """Glare energy 0.5-5 % and a fall-off between r^-2 and r^-3, the range of camera lenses."""
+    return float(2.0 ** rng.uniform(np.log2(0.005), np.log2(0.05))), float(rng.uniform(2.0, 3.0))
 
 
 def existing(out: Path, index: int, cfg: RenderConfig) -> bool:
@@ -279,12 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=RenderConfig.seed)
     ap.add_argument("--threads", type=int, default=RenderConfig.threads)
     ap.add_argument("--p-outdoor", type=float, default=RenderConfig.p_outdoor)
+    ap.add_argument("--no-glare", action="store_true", help="keep the path tracer's output as it is (no lens)")
     a = ap.parse_args(argv)
     if a.width < 16 or a.width % 2 or a.count < 1 or a.samples < 1 or not 0 <= a.p_outdoor <= 1:
         print("error: need --width an even number >= 16, --count >= 1, --samples >= 1, 0 <= --p-outdoor <= 1",
               file=sys.stderr)
         return 2
-    cfg = RenderConfig(a.count, a.width, a.samples, a.seed, a.threads, a.p_outdoor)
+    cfg = RenderConfig(a.count, a.width, a.samples, a.seed, a.threads, a.p_outdoor, not a.no_glare)
     render_all(a.out, cfg)
     return 0
 

@@ -48,3 +48,24 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     assert run.returncode == 2
     assert run.stderr.startswith("error:") and len(run.stderr.strip().splitlines()) == 1
     assert not tmp_path.joinpath("render_room_0_0000.exr").exists()
+
+
+def test_lens_glare_conserves_light_and_gives_a_lamp_a_glow_that_follows_its_brightness():
+    from training.render_data import apply_lens_glare, glare_kernel
+
+    k = glare_kernel(0.02, 2.5, 16)
+    assert k.sum() == pytest.approx(1.0) and k[16, 16] == pytest.approx(0.98)
+    room = np.full((64, 128, 3), 0.5, np.float32)
+    dim, bright = room.copy(), room.copy()
+    dim[32, 40] = 2.0 ** 4
+    bright[32, 40] = 2.0 ** 12
+    out_dim, out_bright = apply_lens_glare(dim, 0.02, 2.5, 16), apply_lens_glare(bright, 0.02, 2.5, 16)
+    assert out_bright.sum() == pytest.approx(bright.sum(), rel=1e-4)  # light kept (the lamp is far from the poles)
+    assert out_bright[32, 40, 0] == pytest.approx(0.98 * 2.0 ** 12 + 0.5 * 0.02, rel=1e-3)
+    glow = out_bright[32, 41:57, 0] - 0.5
+    assert (glow > 0).all() and (np.diff(glow) < 0).all()             # falls off with distance
+    assert glow[0] / (out_dim[32, 41, 0] - 0.5) == pytest.approx((2.0 ** 12 - 0.5) / (2.0 ** 4 - 0.5), rel=1e-3)
+    assert np.allclose(apply_lens_glare(room, 0.02, 2.5, 16), 0.5, atol=1e-5)  # a flat field is unchanged
+    wrapped = room.copy()
+    wrapped[32, 0] = 2.0 ** 12                                        # a panorama wraps around
+    assert apply_lens_glare(wrapped, 0.02, 2.5, 16)[32, -1, 0] == pytest.approx(out_bright[32, 39, 0], rel=1e-4)
