@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import InputError
+
 
 @dataclass
 class RenderConfig:
@@ -48,7 +50,7 @@ def _bpy():
     try:
         import bpy
     except ImportError as exc:
-        raise SystemExit(f"error: rendering training scenes needs bpy (pip install bpy==5.0.1): {exc}") from None
+        raise InputError(f"rendering training scenes needs bpy (pip install bpy==5.0.1): {exc}") from None
     return bpy
 
 
@@ -329,8 +331,15 @@ def main(argv: list[str] | None = None) -> int:
         print("error: need --width an even number >= 16, --count >= 1, --samples >= 1, 0 <= --p-outdoor <= 1",
               file=sys.stderr)
         return 2
+    if a.out.exists() and not a.out.is_dir():
+        print(f"error: {a.out} is a file; --out needs a folder", file=sys.stderr)
+        return 2
     cfg = RenderConfig(a.count, a.width, a.samples, a.seed, a.threads, a.p_outdoor, not a.no_glare)
-    render_all(a.out, cfg)
+    try:
+        render_all(a.out, cfg)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

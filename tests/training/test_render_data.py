@@ -48,6 +48,11 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     assert run.returncode == 2
     assert run.stderr.startswith("error:") and len(run.stderr.strip().splitlines()) == 1
     assert not tmp_path.joinpath("render_room_0_0000.exr").exists()
+    a_file = tmp_path / "photo.exr"
+    a_file.write_bytes(b"not a folder")
+    run = render(a_file, "--count", "1")
+    assert run.returncode == 2 and "needs a folder" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert a_file.read_bytes() == b"not a folder"
 
 
 def test_lens_glare_conserves_light_and_gives_a_lamp_a_glow_that_follows_its_brightness():
