@@ -41,7 +41,7 @@ class RenderConfig:
     width: int = 640              # panoramas are width x width/2
     samples: int = 16             # path-traced samples per pixel, then denoised
     seed: int = 0
-    threads: int = 2
+    threads: int = 0              # render threads; 0 = every core
     p_outdoor: float = 0.25       # share of yards under a sky; the rest are lamp-lit rooms
     glare: bool = True            # pass the render through a lens (apply_lens_glare)
 
@@ -276,7 +276,10 @@ def render_scene(out: Path, index: int, cfg: RenderConfig) -> Path:
     render.engine = "CYCLES"
     scene.cycles.device, scene.cycles.samples, scene.cycles.use_denoising = "CPU", cfg.samples, True
     scene.cycles.seed = index
-    render.threads_mode, render.threads = "FIXED", cfg.threads
+    if cfg.threads:
+        render.threads_mode, render.threads = "FIXED", cfg.threads
+    else:
+        render.threads_mode = "AUTO"
     render.resolution_x, render.resolution_y, render.resolution_percentage = cfg.width, cfg.width // 2, 100
     scene.view_settings.view_transform = "Standard"
     settings = render.image_settings
@@ -323,13 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=RenderConfig.width)
     ap.add_argument("--samples", type=int, default=RenderConfig.samples)
     ap.add_argument("--seed", type=int, default=RenderConfig.seed)
-    ap.add_argument("--threads", type=int, default=RenderConfig.threads)
+    ap.add_argument("--threads", type=int, default=RenderConfig.threads, help="render threads (default: every core)")
     ap.add_argument("--p-outdoor", type=float, default=RenderConfig.p_outdoor)
     ap.add_argument("--no-glare", action="store_true", help="keep the path tracer's output as it is (no lens)")
     a = ap.parse_args(argv)
-    if a.width < 16 or a.width % 2 or a.count < 1 or a.samples < 1 or not 0 <= a.p_outdoor <= 1:
-        print("error: need --width an even number >= 16, --count >= 1, --samples >= 1, 0 <= --p-outdoor <= 1",
-              file=sys.stderr)
+    if a.width < 16 or a.width % 2 or a.count < 1 or a.samples < 1 or a.threads < 0 or not 0 <= a.p_outdoor <= 1:
+        print("error: need --width an even number >= 16, --count >= 1, --samples >= 1, --threads >= 0, "
+              "0 <= --p-outdoor <= 1", file=sys.stderr)
         return 2
     if a.out.exists() and not a.out.is_dir():
         print(f"error: {a.out} is a file; --out needs a folder", file=sys.stderr)
