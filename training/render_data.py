@@ -308,6 +308,7 @@ def _lens(rng: np.random.Generator) -> tuple[float, float]:
 
 
 def existing(out: Path, index: int, cfg: RenderConfig) -> bool:
+    """Whether scene ``index`` of this seed is already rendered (as a room or a yard)."""
     return any(out.glob(f"render_*_{cfg.seed}_{index:04d}.exr"))
 
 
@@ -342,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.out.exists() and not a.out.is_dir():
         print(f"error: {a.out} is a file; --out needs a folder", file=sys.stderr)
         return 2
-    cfg = RenderConfig(a.count, a.width, a.samples, a.seed, a.threads, a.p_outdoor, not a.no_glare)
+    cfg = RenderConfig(count=a.count, width=a.width, samples=a.samples, seed=a.seed, threads=a.threads,
+                       p_outdoor=a.p_outdoor, glare=not a.no_glare)
     try:
         render_all(a.out, cfg)
     except InputError as exc:
