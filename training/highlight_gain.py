@@ -13,6 +13,12 @@ metric of ``training.evaluate`` (same inputs, cameras and seeds), and the mean s
 ``g = 1``; a gain that helps every set at once would be a cheap fix; one that helps none says the
 remaining error is not a matter of scale. The light stage is off: it is a panorama-irradiance
 fix scored elsewhere (``training.light_budget``).
+
+Two oracle columns bound what any per-image calibration could buy: the error after shifting each
+input's clipped pixels by the offset that suits that input best (the median of its errors), and
+after the gain that suits it best (searched from 0 to 3 in steps of 0.05). They use the truth,
+so no method reaches them; if even they stay near the model's own score, the error lives inside
+each image's clipped regions, not in how bright the image is overall.
 """
 from __future__ import annotations
 
@@ -29,18 +35,35 @@ from .data import read_split
 from .evaluate import STANDARD_CONDITIONS, ModelRunner, load_eval_images, make_sources, photograph
 
 GAINS = (0.6, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0)
+ORACLE_GAINS = np.linspace(0.0, 3.0, 61)
+
+
+def _clipped_logs(pred, ldr, target, clipped) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log2 luminance of the model, the naive inverse and the truth, in the clipped pixels."""
+    eps = metrics.STOPS_EPS
+    return tuple(np.log2(metrics.luminance(x) + eps)[clipped]
+                 for x in (pred, srgb_to_linear(ldr.astype(np.float32) / 255.0), target))
 
 
 def gain_errors(pred: np.ndarray, ldr: np.ndarray, target: np.ndarray, clipped: np.ndarray,
                 gains=GAINS) -> tuple[list[float], float]:
     """Highlight error of ``naive + g * (model - naive)`` (log2 luminance) for each gain, and the
     model's mean signed log2 error in the clipped pixels."""
-    eps = metrics.STOPS_EPS
-    log_pred, log_naive, log_true = (np.log2(metrics.luminance(x) + eps)[clipped]
-                                     for x in (pred, srgb_to_linear(ldr.astype(np.float32) / 255.0), target))
+    log_pred, log_naive, log_true = _clipped_logs(pred, ldr, target, clipped)
     correction = log_pred - log_naive
     errors = [float(np.abs(log_naive + g * correction - log_true).mean()) for g in gains]
     return errors, float((log_pred - log_true).mean())
+
+
+def oracle_errors(pred: np.ndarray, ldr: np.ndarray, target: np.ndarray, clipped: np.ndarray) -> tuple[float, float]:
+    """Highlight error after the best per-input offset (the median error: it minimises the mean
+    absolute error) and after the best per-input gain on ``ORACLE_GAINS``. Both read the truth."""
+    log_pred, log_naive, log_true = _clipped_logs(pred, ldr, target, clipped)
+    err = log_pred - log_true
+    offset = float(np.abs(err - np.median(err)).mean())
+    correction = log_pred - log_naive
+    gain = min(float(np.abs(log_naive + g * correction - log_true).mean()) for g in ORACLE_GAINS)
+    return offset, gain
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -52,7 +75,7 @@ def run(args: argparse.Namespace) -> dict:
     if not images:
         raise InputError("no images left to score (check --split, --exclude and --every)")
     runner = ModelRunner(args.model, args.temperature, 1, args.seed, light=False)
-    errors, biases, naive = [], [], []
+    errors, biases, naive, oracles = [], [], [], []
     for im in images:
         for src in make_sources(im.name, im.pixels, im.panorama, args.max_width):
             for cond in STANDARD_CONDITIONS:
@@ -65,9 +88,12 @@ def run(args: argparse.Namespace) -> dict:
                 naive.append(errs[0])
                 errors.append(errs[1:])
                 biases.append(bias)
+                oracles.append(oracle_errors(pred, sample.ldr, sample.target, sample.clipped))
     return {"model": runner.name, "images": len(images), "inputs": len(errors), "gains": list(args.gains),
             "highlight_stops": list(np.mean(errors, axis=0)), "bias_stops": float(np.mean(biases)),
-            "naive_highlight_stops": float(np.mean(naive))}
+            "naive_highlight_stops": float(np.mean(naive)),
+            "oracle_offset_stops": float(np.mean([o[0] for o in oracles])),
+            "oracle_gain_stops": float(np.mean([o[1] for o in oracles]))}
 
 
 def report(result: dict) -> str:
@@ -75,8 +101,10 @@ def report(result: dict) -> str:
     cells = " | ".join(f"{e:.3f}" for e in result["highlight_stops"])
     return (f"Highlight error (stops) of naive + g x the correction of {result['model']}: "
             f"{result['images']} images, {result['inputs']} inputs\n\n"
-            f"| {head} | naive | model bias |\n|{'---:|' * (len(result['gains']) + 2)}\n"
-            f"| {cells} | {result['naive_highlight_stops']:.3f} | {result['bias_stops']:+.3f} |")
+            f"| {head} | naive | model bias | oracle offset | oracle gain |\n"
+            f"|{'---:|' * (len(result['gains']) + 4)}\n"
+            f"| {cells} | {result['naive_highlight_stops']:.3f} | {result['bias_stops']:+.3f} "
+            f"| {result['oracle_offset_stops']:.3f} | {result['oracle_gain_stops']:.3f} |")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import pytest
 
 from engine.color import srgb_to_linear
 from training import evaluate
-from training.highlight_gain import gain_errors, main
+from training.highlight_gain import gain_errors, main, oracle_errors
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "engine" / "models" / "default")
 
@@ -26,11 +26,33 @@ def test_the_right_gain_scores_zero_and_the_bias_is_signed():
     assert bias == pytest.approx(-1.0, abs=1e-3)
 
 
+def test_oracles_remove_a_constant_offset_or_scale_but_not_texture():
+    rng = np.random.default_rng(1)
+    ldr = np.full((16, 16, 3), 255, np.uint8)
+    ldr[:8] = rng.integers(60, 200, size=(8, 16, 3))
+    naive = srgb_to_linear(ldr.astype(np.float32) / 255.0)
+    clipped = (ldr >= 250).any(axis=-1)
+    texture = rng.uniform(1.0, 3.0, size=clipped.shape)                  # stops above the clip, varying
+    true = naive * np.where(clipped, 2.0 ** texture, 1.0)[..., None]
+    darker = true / 4.0                                                  # the right texture, two stops dark
+    offset, gain = oracle_errors(darker, ldr, true, clipped)
+    assert offset == pytest.approx(0.0, abs=1e-3)
+    assert gain > 0.2                                                    # a gain cannot undo an offset here
+    timid = naive * np.where(clipped, 2.0 ** (0.5 * texture), 1.0)[..., None]   # half the correction
+    offset, gain = oracle_errors(timid, ldr, true, clipped)
+    assert gain == pytest.approx(0.0, abs=3e-3) and offset > 0.2
+    flat = naive * np.where(clipped, 4.0, 1.0)[..., None]               # right on average, no texture
+    offset, gain = oracle_errors(flat, ldr, true, clipped)
+    spread = np.abs(texture[clipped] - np.median(texture[clipped])).mean()
+    assert offset == pytest.approx(spread, abs=3e-3) and gain == pytest.approx(offset, abs=0.02)
+
+
 def test_gain_one_is_evaluates_highlight_error(hdr_dir, tmp_path, capsys):
     assert main(["--model", DEFAULT_MODEL, "--data", str(hdr_dir), "--max-width", "128", "--gains", "0.5,1"]) == 0
     row = capsys.readouterr().out.strip().splitlines()[-1]
-    cells = [float(c) for c in row.strip("|").split("|")[:3]]
-    at_one, naive = cells[1], cells[2]
+    cells = [float(c) for c in row.strip("|").split("|")]
+    at_one, naive, oracle_offset, oracle_gain = cells[1], cells[2], cells[4], cells[5]
+    assert oracle_offset <= at_one and oracle_gain <= at_one      # an oracle never does worse than the model
     report = tmp_path / "eval.json"
     assert evaluate.main(["--model", DEFAULT_MODEL, "--data", str(hdr_dir), "--max-width", "128", "--no-light",
                           "--quiet", "--json", str(report)]) == 0
