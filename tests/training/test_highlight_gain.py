@@ -12,12 +12,16 @@ from training.highlight_gain import gain_errors, main, oracle_errors
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "engine" / "models" / "default")
 
 
+def half_clipped_photo(size: int, seed: int):
+    """An 8-bit photo whose lower half is clipped: (ldr, its naive inverse, the clip mask)."""
+    rng = np.random.default_rng(seed)
+    ldr = np.full((size, size, 3), 255, np.uint8)
+    ldr[:size // 2] = rng.integers(60, 200, size=(size // 2, size, 3))
+    return ldr, srgb_to_linear(ldr.astype(np.float32) / 255.0), (ldr >= 250).any(axis=-1)
+
+
 def test_the_right_gain_scores_zero_and_the_bias_is_signed():
-    rng = np.random.default_rng(0)
-    ldr = np.full((8, 8, 3), 255, np.uint8)
-    ldr[:4] = rng.integers(60, 200, size=(4, 8, 3))
-    naive = srgb_to_linear(ldr.astype(np.float32) / 255.0)
-    clipped = (ldr >= 250).any(axis=-1)
+    ldr, naive, clipped = half_clipped_photo(8, seed=0)
     pred = naive * np.where(clipped, 2.0, 1.0)[..., None]      # the model lifts the clip by one stop
     true = naive * np.where(clipped, 4.0, 1.0)[..., None]      # the truth is two stops up
     errors, bias = gain_errors(pred, ldr, true, clipped, gains=(1.0, 2.0, 3.0))
@@ -27,11 +31,8 @@ def test_the_right_gain_scores_zero_and_the_bias_is_signed():
 
 
 def test_oracles_remove_a_constant_offset_or_scale_but_not_texture():
-    rng = np.random.default_rng(1)
-    ldr = np.full((16, 16, 3), 255, np.uint8)
-    ldr[:8] = rng.integers(60, 200, size=(8, 16, 3))
-    naive = srgb_to_linear(ldr.astype(np.float32) / 255.0)
-    clipped = (ldr >= 250).any(axis=-1)
+    ldr, naive, clipped = half_clipped_photo(16, seed=1)
+    rng = np.random.default_rng(2)
     texture = rng.uniform(1.0, 3.0, size=clipped.shape)                  # stops above the clip, varying
     true = naive * np.where(clipped, 2.0 ** texture, 1.0)[..., None]
     darker = true / 4.0                                                  # the right texture, two stops dark
