@@ -256,7 +256,10 @@ def test_ctrl_c_exits_130_without_temp_files(tmp_path, synthetic_bundle):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "engine", "convert", str(src), "-o", str(out), "--model",
            str(synthetic_bundle.path), "--tile", "24", "--samples", "3", "--threads", "1"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_env())
+    # A suite started as a background job (`make test &`) inherits SIGINT ignored, and Python keeps
+    # an ignored SIGINT ignored; give the child the default disposition a terminal's Ctrl-C meets.
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_env(),
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_until_busy(p.pid, cpu_seconds=1.0)  # start-up takes ~0.3 s of CPU; the whole run minutes
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=60)
