@@ -260,7 +260,7 @@ def test_ctrl_c_exits_130_without_temp_files(tmp_path, synthetic_bundle):
     # an ignored SIGINT ignored; give the child the default disposition a terminal's Ctrl-C meets.
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_env(),
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    _wait_until_busy(p.pid, cpu_seconds=1.0)  # start-up takes ~0.3 s of CPU; the whole run minutes
+    _wait_until_busy(p.pid, cpu_seconds=1.0)  # start-up takes ~0.3 s of CPU; the whole run ~19 s
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 130, (p.returncode, stdout, stderr)
