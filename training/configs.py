@@ -27,6 +27,10 @@ class LossConfig:
     cycle_tau: float = 0.5
     clip_weight: float = 4.0       # extra cycle weight on clipped pixels
     bright_weight: float = 0.0     # extra cycle weight per unit of the true log correction (losses.cycle_loss)
+    # the cycle term sees the reverse pass with measured channels kept (training.target), as the
+    # exported graph outputs it, so it no longer asks the flow to get channels right that the rule
+    # replaces anyway
+    cycle_keep_measured: bool = False
     dequant_noise: float = 0.01    # std of Gaussian noise on the log-domain target
     # weight of the per-patch light-energy term (losses.energy_loss) on the same tau reverse pass;
     # 0 switches it off. It targets what lighting with the HDRI shows: total power and irradiance.

@@ -34,7 +34,7 @@ from .checkpoint import load_training_state, save_checkpoint
 from .configs import CONFIGS, TrainConfig
 from .data import DEFAULT_SPLIT, PatchSampler, load_images, read_split
 from .losses import bits_per_dim, cycle_loss, energy_loss
-from .target import decode
+from .target import decode, keep_measured_target
 from .model import HDRCNF
 from .validate import Validator
 
@@ -56,6 +56,8 @@ class Objective(nn.Module):
         energy = torch.zeros((), device=ldr.device)
         if lc.cycle_weight > 0 or lc.energy_weight > 0:
             recon = self.model.flow.reverse([lc.cycle_tau * z for z in cycle_noise], conds)[0]
+            if lc.cycle_keep_measured:
+                recon = keep_measured_target(recon, ldr, self.model.cfg.target)
             cyc = cycle_loss(recon, target, ldr, lc.clip_weight, lc.bright_weight)
             if lc.energy_weight > 0:  # decode bounds the log correction itself (MAX_LOG_CORRECTION)
                 energy = energy_loss(decode(recon, ldr, self.model.cfg.target), hdr)
