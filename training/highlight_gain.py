@@ -19,6 +19,12 @@ input's clipped pixels by the offset that suits that input best (the median of i
 after the gain that suits it best (searched from 0 to 3 in steps of 0.05). They use the truth,
 so no method reaches them; if even they stay near the model's own score, the error lives inside
 each image's clipped regions, not in how bright the image is overall.
+
+A second table splits the error by how many channels the clip took in each pixel (one, two or
+all three, counted in the truth as the clipped mask is): each row's share of the clipped pixels
+and its contribution to the model's and the naive inverse's error (the three rows add up to the
+first table's g = 1 and naive columns). Half of all clipped pixels lose one channel only, and
+that is where the flow once did worse than the naive inverse (``training.target``, keep_measured).
 """
 from __future__ import annotations
 
@@ -66,6 +72,17 @@ def oracle_errors(pred: np.ndarray, ldr: np.ndarray, target: np.ndarray, clipped
     return offset, gain
 
 
+def channel_breakdown(pred: np.ndarray, ldr: np.ndarray, target: np.ndarray, clipped: np.ndarray) -> np.ndarray:
+    """Rows k = 1, 2, 3 channels at the clip in the truth; columns: share of the clipped pixels,
+    the model's and the naive inverse's contribution to this input's highlight error (stops)."""
+    log_pred, log_naive, log_true = _clipped_logs(pred, ldr, target, clipped)
+    channels = (target >= 1.0).sum(axis=-1)[clipped]
+    n = len(channels)
+    return np.array([[np.mean(channels == k),
+                      np.abs(log_pred - log_true)[channels == k].sum() / n,
+                      np.abs(log_naive - log_true)[channels == k].sum() / n] for k in (1, 2, 3)])
+
+
 def run(args: argparse.Namespace) -> dict:
     images, _ = load_eval_images(args.data, args.split)
     if args.exclude:
@@ -75,7 +92,7 @@ def run(args: argparse.Namespace) -> dict:
     if not images:
         raise InputError("no images left to score (check --split, --exclude and --every)")
     runner = ModelRunner(args.model, args.temperature, 1, args.seed, light=False)
-    errors, biases, naive, oracles = [], [], [], []
+    errors, biases, naive, oracles, by_channels = [], [], [], [], []
     for im in images:
         for src in make_sources(im.name, im.pixels, im.panorama, args.max_width):
             for cond in STANDARD_CONDITIONS:
@@ -89,11 +106,13 @@ def run(args: argparse.Namespace) -> dict:
                 errors.append(errs[1:])
                 biases.append(bias)
                 oracles.append(oracle_errors(pred, sample.ldr, sample.target, sample.clipped))
+                by_channels.append(channel_breakdown(pred, sample.ldr, sample.target, sample.clipped))
     return {"model": runner.name, "images": len(images), "inputs": len(errors), "gains": list(args.gains),
             "highlight_stops": list(np.mean(errors, axis=0)), "bias_stops": float(np.mean(biases)),
             "naive_highlight_stops": float(np.mean(naive)),
             "oracle_offset_stops": float(np.mean([o[0] for o in oracles])),
-            "oracle_gain_stops": float(np.mean([o[1] for o in oracles]))}
+            "oracle_gain_stops": float(np.mean([o[1] for o in oracles])),
+            "by_channels": np.mean(by_channels, axis=0).tolist()}
 
 
 def report(result: dict) -> str:
@@ -104,7 +123,11 @@ def report(result: dict) -> str:
             f"| {head} | naive | model bias | oracle offset | oracle gain |\n"
             f"|{'---:|' * (len(result['gains']) + 4)}\n"
             f"| {cells} | {result['naive_highlight_stops']:.3f} | {result['bias_stops']:+.3f} "
-            f"| {result['oracle_offset_stops']:.3f} | {result['oracle_gain_stops']:.3f} |")
+            f"| {result['oracle_offset_stops']:.3f} | {result['oracle_gain_stops']:.3f} |\n\n"
+            f"By how many channels the clip took (the contributions add up to g=1 and naive):\n\n"
+            f"| channels clipped | share of clipped pixels | model | naive |\n|---:|---:|---:|---:|\n"
+            + "\n".join(f"| {k} | {share:.3f} | {model:.3f} | {naive:.3f} |"
+                        for k, (share, model, naive) in enumerate(result["by_channels"], start=1)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from training.flow import (ActNorm, AffineInjector, ConditionalAffineCoupling, C
                            FlowConfig, HDRCNFFlow, InvConv1x1, Split, Squeeze)
 from training.model import HDRCNF, ModelConfig
 from training.encoder import EncoderConfig
+from training.target import TargetTransform
 
 from .flow_check import assert_invertible, assert_logdet_matches_jacobian, randomize_
 
@@ -112,7 +113,10 @@ def test_whole_flow_logdet_matches_jacobian():
 
 def test_full_model_reverse_inverts_encode():
     torch.manual_seed(0)
-    cfg = ModelConfig(FlowConfig(levels=3, steps=1, hidden=8), EncoderConfig(nf=8, nb=1, gc=4, cond_channels=8))
+    # keep_measured off: the rule replaces measured channels beside a clipped one on purpose
+    # (tests/training/test_target.py), and random LDR values do reach the clip code
+    cfg = ModelConfig(FlowConfig(levels=3, steps=1, hidden=8), EncoderConfig(nf=8, nb=1, gc=4, cond_channels=8),
+                      TargetTransform(keep_measured=False))
     model = randomize_(HDRCNF(cfg), scale=0.02)
     ldr = torch.rand(2, 3, 16, 16)
     hdr = torch.rand(2, 3, 16, 16) * 4

@@ -7,7 +7,7 @@ import pytest
 
 from engine.color import srgb_to_linear
 from training import evaluate
-from training.highlight_gain import gain_errors, main, oracle_errors
+from training.highlight_gain import channel_breakdown, gain_errors, main, oracle_errors
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "engine" / "models" / "default")
 
@@ -48,9 +48,24 @@ def test_oracles_remove_a_constant_offset_or_scale_but_not_texture():
     assert offset == pytest.approx(spread, abs=3e-3) and gain == pytest.approx(offset, abs=0.02)
 
 
+def test_the_channel_breakdown_groups_pixels_by_channels_lost_and_adds_up():
+    ldr, naive, clipped = half_clipped_photo(8, seed=3)
+    true = naive.copy()
+    true[clipped] = [1.5, 0.8, 0.8]                 # clipped in red only ...
+    true[clipped & (np.arange(8)[None, :] >= 4)] = [1.5, 1.5, 0.8]    # ... red and green ...
+    true[clipped & (np.arange(8)[None, :] >= 6)] = [3.0, 3.0, 3.0]    # ... all three
+    pred = np.where(clipped[..., None], 1.2, naive)
+    rows = channel_breakdown(pred, ldr, true, clipped)
+    assert rows[:, 0] == pytest.approx([0.5, 0.25, 0.25])
+    errors, _ = gain_errors(pred, ldr, true, clipped, gains=(1.0, 0.0))
+    assert rows[:, 1].sum() == pytest.approx(errors[0]) and rows[:, 2].sum() == pytest.approx(errors[1])
+    assert rows[2, 2] > rows[2, 1] > 0           # all three clipped: the lift helps, the naive inverse is further off
+
+
 def test_gain_one_is_evaluates_highlight_error(hdr_dir, tmp_path, capsys):
     assert main(["--model", DEFAULT_MODEL, "--data", str(hdr_dir), "--max-width", "128", "--gains", "0.5,1"]) == 0
-    row = capsys.readouterr().out.strip().splitlines()[-1]
+    lines = capsys.readouterr().out.strip().splitlines()
+    row = lines[next(i for i, line in enumerate(lines) if line.startswith("| g=")) + 2]
     cells = [float(c) for c in row.strip("|").split("|")]
     at_one, naive, oracle_offset, oracle_gain = cells[1], cells[2], cells[4], cells[5]
     assert oracle_offset <= at_one and oracle_gain <= at_one      # an oracle never does worse than the model
