@@ -90,7 +90,10 @@ class ConvertResult:
     def summary(self, dst) -> str:
         """The one line a batch prints per converted file: its peak and, for panoramas, the light
         the light stage added (the same line from the local and the Ray pipelines)."""
-        line = f"{dst}: peak {self.peak_stops:+.1f} stops above clip"
+        peak = self.peak_stops
+        # a photo clipped in one channel only can peak below the clip point in luminance
+        line = (f"{dst}: peak {peak:+.1f} stops above clip" if peak >= 0
+                else f"{dst}: peak {-peak:.1f} stops below clip")
         if self.info.get("light_stops"):
             line += f", clipped light raised {self.info['light_stops']:.1f} stops"
         return line

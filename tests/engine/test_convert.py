@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.color import luminance
-from engine.convert import ConvertOptions, convert_array, convert_file, is_panorama
+from engine.convert import ConvertOptions, ConvertResult, convert_array, convert_file, is_panorama
 from engine.errors import Cancelled, InputError
 from engine.io import read_exr
 from engine.latent import LatentField
@@ -250,3 +250,14 @@ def test_light_stage_keeps_half_float_outputs_finite(tmp_path, synthetic_bundle,
         assert np.isfinite(back).all()
         assert _clip_light(back, clipped) == pytest.approx(_clip_light(r.hdr, clipped), rel=2e-3)  # none clamped
         assert OpenEXR.File(str(dst)).header()["hdrcnf_light_stops"] == f"{stops:.3f}"
+
+
+def test_the_batch_line_says_above_or_below_the_clip_point():
+    def result(peak):
+        return ConvertResult(hdr=np.full((2, 2, 3), peak, np.float32), spread=None, panorama=False, seconds=0.1)
+    assert result(4.0).summary("a.exr") == "a.exr: peak +2.0 stops above clip"
+    # clipped in one channel only: the luminance can peak under the clip point
+    assert result(0.5).summary("b.exr") == "b.exr: peak 1.0 stops below clip"
+    panorama = result(4.0)
+    panorama.info["light_stops"] = 1.5
+    assert panorama.summary("c.exr") == "c.exr: peak +2.0 stops above clip, clipped light raised 1.5 stops"
