@@ -31,6 +31,9 @@ class LossConfig:
     # exported graph outputs it, so it no longer asks the flow to get channels right that the rule
     # replaces anyway
     cycle_keep_measured: bool = False
+    # weight of an L1 term between the encoder's auxiliary prediction of the target and the target
+    # (needs model.aux_head=true; clipped pixels weighted as in the cycle term)
+    aux_weight: float = 0.0
     dequant_noise: float = 0.01    # std of Gaussian noise on the log-domain target
     # weight of the per-patch light-energy term (losses.energy_loss) on the same tau reverse pass;
     # 0 switches it off. It targets what lighting with the HDRI shows: total power and irradiance.

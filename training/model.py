@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .encoder import ContextBranch, EncoderConfig, LDREncoder
 from .flow import ActNorm, FlowConfig, HDRCNFFlow, InvConv1x1
@@ -24,6 +25,9 @@ class ModelConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     target: TargetTransform = field(default_factory=TargetTransform)
+    # a training-only regression head on the encoder's H/2 features (``AuxHead``); the exported
+    # reverse pass does not use it
+    aux_head: bool = False
 
     @property
     def stride(self) -> int:
@@ -36,7 +40,23 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, d: dict) -> "ModelConfig":
-        return cls(FlowConfig(**d["flow"]), EncoderConfig(**d["encoder"]), TargetTransform(**d["target"]))
+        return cls(FlowConfig(**d["flow"]), EncoderConfig(**d["encoder"]), TargetTransform(**d["target"]),
+                   d.get("aux_head", False))
+
+
+class AuxHead(nn.Module):
+    """Predicts the target (the log correction) at full resolution from the encoder's H/2
+    features, for an L1 term on the encoder alone (``loss.aux_weight``). The flow models the whole
+    conditional distribution; this asks the features themselves to carry the brightness of the
+    clip, as a deterministic single-image HDR network would (MODEL_CARD, row aux)."""
+
+    def __init__(self, cond_channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(cond_channels, cond_channels, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(cond_channels, 12, 3, padding=1))
+
+    def forward(self, level1: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.body(level1), 2)
 
 
 class HDRCNF(nn.Module):
@@ -45,15 +65,17 @@ class HDRCNF(nn.Module):
         self.cfg = cfg
         self.encoder = LDREncoder(cfg.encoder, cfg.flow.levels)
         self.flow = HDRCNFFlow(cfg.flow, cfg.encoder.cond_channels)
+        self.aux = AuxHead(cfg.encoder.cond_channels) if cfg.aux_head else None
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> list[str]:
         """Load ``state``; it may come from a smaller model (growing a model): one with fewer flow
-        steps per level, or without the encoder's context branch.
+        steps per level, or without the encoder's context branch or the auxiliary head.
 
         Everything else must match exactly. The steps the state lacks start as the identity
         (actnorm bias/log-scale 0 and marked initialised, 1x1 convolution = I, subnets already
-        zero-initialised) and a missing context branch adds zero (its output convolution is
-        zero-initialised), so the grown model computes exactly the function of the smaller one and
+        zero-initialised), a missing context branch adds zero (its output convolution is
+        zero-initialised) and the auxiliary head is not part of the function, so the grown model
+        computes exactly the function of the smaller one and
         fine-tuning adds capacity without losing what was learned. Returns the names of the
         modules that were added.
         """
@@ -64,7 +86,7 @@ class HDRCNF(nn.Module):
         missing = set(missing)
         modules = dict(self.named_modules())
         # Added modules: flow steps or a context branch none of whose tensors the state has.
-        added = [name for name, m in modules.items() if type(m) in (FlowStep, ContextBranch)
+        added = [name for name, m in modules.items() if type(m) in (FlowStep, ContextBranch, AuxHead)
                  and {f"{name}.{k}" for k in m.state_dict()} <= missing]
         others = missing - {f"{name}.{k}" for name in added for k in modules[name].state_dict()}
         if unexpected or others:

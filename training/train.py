@@ -62,6 +62,8 @@ class Objective(nn.Module):
             if lc.energy_weight > 0:  # decode bounds the log correction itself (MAX_LOG_CORRECTION)
                 energy = energy_loss(decode(recon, ldr, self.model.cfg.target), hdr)
         loss = nll + lc.cycle_weight * cyc + lc.energy_weight * energy
+        if lc.aux_weight > 0:  # the encoder's own regression of the target (model.AuxHead)
+            loss = loss + lc.aux_weight * cycle_loss(self.model.aux(conds[0]), target, ldr, lc.clip_weight)
         return loss, nll.detach(), cyc.detach(), energy.detach()
 
 
@@ -146,7 +148,7 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
         except ValueError as exc:
             raise InputError(f"--init-from {init_from}: {exc}") from None
         if added and rank == 0:
-            print(f"grown from {init_from}: added {len(added)} module(s) that start as the identity "
+            print(f"grown from {init_from}: added {len(added)} module(s) that leave the model's output unchanged "
                   f"({', '.join(added[:3])}{', ...' if len(added) > 3 else ''})", file=sys.stderr)
         state["init_from"] = str(init_from)
     elif state["step"] == 0:  # actnorm data-dependent init on rank 0's first batch (DDP broadcasts it)
@@ -277,6 +279,8 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         cfg.model.target.check()
     except ValueError as exc:
         raise InputError(f"--set: {exc}") from None
+    if cfg.loss.aux_weight > 0 and not cfg.model.aux_head:
+        raise InputError("--set loss.aux_weight trains the encoder's auxiliary head: add --set model.aux_head=true")
     if cfg.loss.bright_weight > 0 and cfg.model.target.kind != "log_correction":
         raise InputError("--set loss.bright_weight weights by the true log correction: it needs "
                          "model.target.kind=log_correction")

@@ -1,4 +1,5 @@
-"""Growing a trained model: added flow steps and an added context branch start as the identity."""
+"""Growing a trained model: added flow steps, an added context branch and an auxiliary head
+leave its function unchanged."""
 import copy
 
 import pytest
@@ -70,3 +71,28 @@ def test_only_whole_trailing_flow_steps_may_be_missing():
     other.flow.transitions += 1
     with pytest.raises(ValueError, match="do not fit"):
         HDRCNF(cfg.model).load_weights(HDRCNF(other).state_dict())
+
+
+def test_an_added_auxiliary_head_leaves_the_model_unchanged_and_trains(tmp_path):
+    from pathlib import Path
+
+    from engine.errors import InputError
+    from training.export import export_bundle
+    from training.train import apply_overrides, train
+
+    cfg = tiny()
+    small = _trained_like(cfg)
+    aux_cfg = copy.deepcopy(cfg.model)
+    aux_cfg.aux_head = True
+    with_aux = HDRCNF(aux_cfg).eval()
+    assert with_aux.load_weights(small.state_dict()) == ["aux"]
+    _assert_same_function(with_aux, small)
+    with pytest.raises(InputError, match="model.aux_head=true"):
+        apply_overrides(tiny(), ["loss.aux_weight=1"])
+    run_cfg = apply_overrides(tiny(), ["model.aux_head=true", "loss.aux_weight=1"])
+    run_cfg.steps = 5
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures" / "hdr"
+    state = train(run_cfg, [fixtures], tmp_path / "run", split=None, quiet=True)
+    assert state["step"] == 5 and state["skipped_steps"] == 0
+    bundle = export_bundle(tmp_path / "run" / "last", tmp_path / "bundle")  # the head is not in the graph
+    assert bundle.meta["export"]["parity_max_rel_error"] <= 1e-3
