@@ -85,7 +85,8 @@ class HDRCNF(nn.Module):
             raise ValueError(str(exc).strip().splitlines()[-1].strip()) from None
         missing = set(missing)
         modules = dict(self.named_modules())
-        # Added modules: flow steps or a context branch none of whose tensors the state has.
+        # Added modules: flow steps, a context branch or the auxiliary head, none of whose tensors
+        # the state has.
         added = [name for name, m in modules.items() if type(m) in (FlowStep, ContextBranch, AuxHead)
                  and {f"{name}.{k}" for k in m.state_dict()} <= missing]
         others = missing - {f"{name}.{k}" for name in added for k in modules[name].state_dict()}
