@@ -83,7 +83,10 @@ def measured_near_clip(ldr: torch.Tensor, clip_code: int) -> torch.Tensor:
 
 def keep_measured_target(t: torch.Tensor, ldr: torch.Tensor, tt: TargetTransform) -> torch.Tensor:
     """``t`` with the measured channels near the clip replaced by the naive inverse's encoding:
-    what ``decode`` will output there, in the target domain (the cycle term's view of the rule)."""
+    what ``decode`` will output there, in the target domain (the cycle term's view of the rule;
+    a target transform without the rule leaves ``t`` as it is, as ``decode`` does)."""
+    if not tt.keep_measured:
+        return t
     naive = encode(srgb_to_linear(ldr), ldr, tt)
     return torch.where(measured_near_clip(ldr, tt.clip_code), naive, t)
 
