@@ -1,12 +1,16 @@
 """Growing a trained model: added flow steps, an added context branch and an auxiliary head
 leave its function unchanged."""
 import copy
+from pathlib import Path
 
 import pytest
 import torch
 
+from engine.errors import InputError
 from training.configs import tiny
+from training.export import export_bundle
 from training.model import HDRCNF
+from training.train import apply_overrides, train
 
 
 def _trained_like(cfg, seed=0):
@@ -74,12 +78,6 @@ def test_only_whole_trailing_flow_steps_may_be_missing():
 
 
 def test_an_added_auxiliary_head_leaves_the_model_unchanged_and_trains(tmp_path):
-    from pathlib import Path
-
-    from engine.errors import InputError
-    from training.export import export_bundle
-    from training.train import apply_overrides, train
-
     cfg = tiny()
     small = _trained_like(cfg)
     aux_cfg = copy.deepcopy(cfg.model)
