@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .encoder import ContextBranch, EncoderConfig, LDREncoder
+from .encoder import RRDB, ContextBranch, EncoderConfig, LDREncoder, ResidualDenseBlock
 from .flow import ActNorm, FlowConfig, HDRCNFFlow, InvConv1x1
 from .flow.hdrcnf import FlowStep, latent_channels
 from .target import TargetTransform, decode, encode
@@ -69,12 +69,15 @@ class HDRCNF(nn.Module):
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> list[str]:
         """Load ``state``; it may come from a smaller model (growing a model): one with fewer flow
-        steps per level, or without the encoder's context branch or the auxiliary head.
+        steps per level or encoder trunk blocks, or without the encoder's context branch or the
+        auxiliary head.
 
         Everything else must match exactly. The steps the state lacks start as the identity
         (actnorm bias/log-scale 0 and marked initialised, 1x1 convolution = I, subnets already
-        zero-initialised), a missing context branch adds zero (its output convolution is
-        zero-initialised) and the auxiliary head is not part of the function, so the grown model
+        zero-initialised), an added trunk block starts as a pure gain (each dense block's fusing
+        convolution zeroed, so the block computes 1.2x; the trunk's output convolution is divided by
+        that gain, since nothing but the blocks lies between them), a missing context branch adds
+        zero (its output convolution is zero-initialised) and the auxiliary head is not part of the function, so the grown model
         computes exactly the function of the smaller one and
         fine-tuning adds capacity without losing what was learned. Returns the names of the
         modules that were added.
@@ -85,9 +88,9 @@ class HDRCNF(nn.Module):
             raise ValueError(str(exc).strip().splitlines()[-1].strip()) from None
         missing = set(missing)
         modules = dict(self.named_modules())
-        # Added modules: flow steps, a context branch or the auxiliary head, none of whose tensors
-        # the state has.
-        added = [name for name, m in modules.items() if type(m) in (FlowStep, ContextBranch, AuxHead)
+        # Added modules: flow steps, trunk blocks, a context branch or the auxiliary head, none of
+        # whose tensors the state has.
+        added = [name for name, m in modules.items() if type(m) in (FlowStep, RRDB, ContextBranch, AuxHead)
                  and {f"{name}.{k}" for k in m.state_dict()} <= missing]
         others = missing - {f"{name}.{k}" for name in added for k in modules[name].state_dict()}
         if unexpected or others:
@@ -104,6 +107,11 @@ class HDRCNF(nn.Module):
                         if m.lu:
                             raise ValueError("growing a model with LU-decomposed 1x1 convolutions is not supported")
                         m.weight.copy_(torch.eye(m.weight.shape[0]))
+                    elif isinstance(m, ResidualDenseBlock):
+                        m.fuse.weight.zero_()
+                        m.fuse.bias.zero_()
+                if isinstance(modules[name], RRDB):
+                    self.encoder.trunk_out.weight.div_(1.0 + RRDB.RESIDUAL_SCALE)
         return added
 
     def latent_shapes(self, n: int, h: int, w: int) -> list[tuple[int, int, int, int]]:

@@ -1,5 +1,5 @@
-"""Growing a trained model: added flow steps, an added context branch and an auxiliary head
-leave its function unchanged."""
+"""Growing a trained model: added flow steps, encoder trunk blocks, a context branch and an
+auxiliary head leave its function unchanged."""
 import copy
 from pathlib import Path
 
@@ -94,3 +94,18 @@ def test_an_added_auxiliary_head_leaves_the_model_unchanged_and_trains(tmp_path)
     assert state["step"] == 5 and state["skipped_steps"] == 0
     bundle = export_bundle(tmp_path / "run" / "last", tmp_path / "bundle")  # the head is not in the graph
     assert bundle.meta["export"]["parity_max_rel_error"] <= 1e-3
+
+
+def test_added_trunk_blocks_start_as_the_same_function_then_learn():
+    cfg = tiny()
+    small = _trained_like(cfg)
+    deep_cfg = copy.deepcopy(cfg.model)
+    deep_cfg.encoder.nb += 2
+    deep = HDRCNF(deep_cfg).eval()
+    nb = cfg.model.encoder.nb
+    assert deep.load_weights(small.state_dict()) == [f"encoder.trunk.{nb}", f"encoder.trunk.{nb + 1}"]
+    _assert_same_function(deep, small)
+    # not dead blocks: their fusing convolutions get a gradient at once
+    ldr = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    sum(f.square().sum() for f in deep.encoder(ldr)).backward()
+    assert deep.encoder.trunk[nb].blocks[0].fuse.weight.grad.abs().sum() > 0
