@@ -100,6 +100,13 @@ class PatchConfig:
     max_downscale: int = 2        # random integer box-downscale (scale augmentation)
     scene_metering: bool = True   # crops are exposed for the whole image, not for the crop
     p_light: float = 0.0          # fraction of samples given a synthetic light source (training.lights)
+    # Panoramas' rectilinear views as whole photos: rendered at the panorama's own angular
+    # resolution (over a random 1..max_downscale factor, at most ``max_view`` px wide), metered on
+    # themselves as a camera would, and a patch cut from them (centred on the view's brightest
+    # pixels with p_highlight). Off, a view is rendered straight at the patch size: a 64 px
+    # thumbnail of 50-100 degrees, coarser than any real photo.
+    view_photos: bool = False
+    max_view: int = 768
     light: LightConfig = field(default_factory=LightConfig)
 
 
@@ -139,8 +146,13 @@ class PatchSampler:
                 pitch = 90.0 - (centre[0] + 0.5) / h * 180.0 + rng.uniform(-10, 10)
             else:
                 yaw, pitch = rng.uniform(-180, 180), rng.uniform(-35, 35)
-            view = perspective_crop(im.pixels, yaw, float(np.clip(pitch, -80, 80)), rng.uniform(50, 100), p, p)
-            return view, False, None
+            pitch, fov = float(np.clip(pitch, -80, 80)), rng.uniform(50, 100)
+            if not self.cfg.view_photos:
+                return perspective_crop(im.pixels, yaw, pitch, fov, p, p), False, None
+            factor = int(rng.integers(1, self.cfg.max_downscale + 1))
+            out_w = int(np.clip(round(w * fov / 360.0 / factor), p, self.cfg.max_view))
+            out_h = max(p, int(round(out_w * rng.uniform(0.5, 1.0))))
+            return perspective_crop(im.pixels, yaw, pitch, fov, out_h, out_w), False, None
         factor = int(rng.integers(1, self.cfg.max_downscale + 1))
         size = p * factor
         if centre is not None:
@@ -163,11 +175,27 @@ class PatchSampler:
             row_scale = np.maximum(np.cos(np.pi * (0.5 - rows / h)), 0.02)
         return np.ascontiguousarray(crop), True, row_scale
 
+    def _patch_of_photo(self, photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A patch of a whole rendered photo: around one of its brightest pixels (p_highlight) or anywhere."""
+        p, (h, w) = self.cfg.patch, photo.shape[:2]
+        if rng.random() < self.cfg.p_highlight:
+            peak = photo.max(axis=-1)
+            cand = np.argwhere(peak >= np.quantile(peak, 0.995))
+            cy, cx = cand[rng.integers(len(cand))]
+            y0 = int(np.clip(cy - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, h - p))
+            x0 = int(np.clip(cx - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, w - p))
+        else:
+            y0, x0 = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
+        return np.ascontiguousarray(photo[y0:y0 + p, x0:x0 + p])
+
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         idx = int(rng.integers(len(self.images)))
         view, is_crop, row_scale = self._view(idx, rng)
         fraction = float(rng.uniform(0.0, self.cfg.max_clip_fraction))
         exposure = self._scene_exposure(idx, fraction) if is_crop and self.cfg.scene_metering else None
+        if not is_crop and view.shape[:2] != (self.cfg.patch, self.cfg.patch):  # a whole photo
+            exposure = exposure_for_clip_fraction(view, fraction)
+            view = self._patch_of_photo(view, rng)
         if self.cfg.p_light > 0 and rng.random() < self.cfg.p_light:
             if exposure is None:  # meter before the light goes in: it should clip, not darken the photo
                 exposure = exposure_for_clip_fraction(view, fraction)
