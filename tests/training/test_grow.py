@@ -34,28 +34,34 @@ def _assert_same_function(deep: HDRCNF, small: HDRCNF):
                                    rtol=1e-5, atol=1e-3)
 
 
+def _grown(change):
+    """A trained-like tiny model, the same grown by ``change(model_config)`` and loaded from it,
+    and the names of the modules the growth added."""
+    small = _trained_like(tiny())
+    grown_cfg = copy.deepcopy(small.cfg)
+    change(grown_cfg)
+    grown = HDRCNF(grown_cfg).eval()
+    return small, grown, grown.load_weights(small.state_dict())
+
+
+def _encoder_gradient(model: HDRCNF) -> None:
+    ldr = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    sum(f.square().sum() for f in model.encoder(ldr)).backward()
+
+
 def test_deeper_model_starts_as_the_same_function():
-    cfg = tiny()
-    small = _trained_like(cfg)
-    deep_cfg = copy.deepcopy(cfg.model)
-    deep_cfg.flow.steps += 2
-    deep = HDRCNF(deep_cfg).eval()
-    added = deep.load_weights(small.state_dict())
-    assert len(added) == 2 * cfg.model.flow.levels
+    small, deep, added = _grown(lambda c: setattr(c.flow, "steps", c.flow.steps + 2))
+    assert len(added) == 2 * small.cfg.flow.levels
     _assert_same_function(deep, small)
 
 
 def test_added_context_branch_starts_as_the_same_function_then_learns():
-    cfg = tiny()
-    small = _trained_like(cfg)
-    wide_cfg = copy.deepcopy(cfg.model)
-    wide_cfg.encoder.context_down = 1  # H/4 trunk -> H/8 context: stride 8, inputs of 32 px fit
-    wide = HDRCNF(wide_cfg).eval()
-    assert wide.load_weights(small.state_dict()) == ["encoder.context"]
+    # H/4 trunk -> H/8 context: stride 8, inputs of 32 px fit
+    small, wide, added = _grown(lambda c: setattr(c.encoder, "context_down", 1))
+    assert added == ["encoder.context"]
     _assert_same_function(wide, small)
     # zero output, but not a dead branch: the output convolution gets a gradient at once
-    ldr = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    sum(f.square().sum() for f in wide.encoder(ldr)).backward()
+    _encoder_gradient(wide)
     assert wide.encoder.context.out.weight.grad.abs().sum() > 0
 
 
@@ -97,15 +103,10 @@ def test_an_added_auxiliary_head_leaves_the_model_unchanged_and_trains(tmp_path)
 
 
 def test_added_trunk_blocks_start_as_the_same_function_then_learn():
-    cfg = tiny()
-    small = _trained_like(cfg)
-    deep_cfg = copy.deepcopy(cfg.model)
-    deep_cfg.encoder.nb += 2
-    deep = HDRCNF(deep_cfg).eval()
-    nb = cfg.model.encoder.nb
-    assert deep.load_weights(small.state_dict()) == [f"encoder.trunk.{nb}", f"encoder.trunk.{nb + 1}"]
+    small, deep, added = _grown(lambda c: setattr(c.encoder, "nb", c.encoder.nb + 2))
+    nb = small.cfg.encoder.nb
+    assert added == [f"encoder.trunk.{nb}", f"encoder.trunk.{nb + 1}"]
     _assert_same_function(deep, small)
     # not dead blocks: their fusing convolutions get a gradient at once
-    ldr = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    sum(f.square().sum() for f in deep.encoder(ldr)).backward()
+    _encoder_gradient(deep)
     assert deep.encoder.trunk[nb].blocks[0].fuse.weight.grad.abs().sum() > 0
