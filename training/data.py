@@ -58,6 +58,18 @@ def box_downscale(img: np.ndarray, factor: int) -> np.ndarray:
     return img[:h, :w].reshape(h // factor, factor, w // factor, factor, -1).mean(axis=(1, 3)).astype(np.float32)
 
 
+def brightest_pixels(brightness: np.ndarray) -> np.ndarray:
+    """(row, col) of the brightest 0.5 % of pixels: the centres highlight-centred windows draw from."""
+    return np.argwhere(brightness >= np.quantile(brightness, 0.995))
+
+
+def window_start(centre: int, size: int, rng: np.random.Generator) -> int:
+    """First row or column of a ``size``-pixel window around ``centre``, jittered by up to a
+    quarter of the window so a highlight does not always sit in its middle (not yet clipped to the
+    image: panoramas wrap horizontally)."""
+    return int(centre - size // 2 + rng.integers(-size // 4, size // 4 + 1))
+
+
 @dataclass
 class HDRImage:
     name: str
@@ -117,9 +129,7 @@ class PatchSampler:
         self.images, self.cfg = images, cfg
         self._bright, self._peaks = [], []
         for im in images:  # top-0.5 % pixels of each image: candidate centres for highlight crops
-            lum = im.pixels.mean(axis=-1)
-            thr = np.quantile(lum, 0.995)
-            self._bright.append(np.argwhere(lum >= thr))
+            self._bright.append(brightest_pixels(im.pixels.mean(axis=-1)))
             self._peaks.append(np.sort(im.pixels.max(axis=-1).ravel()))  # for whole-scene metering
 
     def _centre(self, idx: int, rng: np.random.Generator) -> tuple[int, int] | None:
@@ -156,8 +166,8 @@ class PatchSampler:
         factor = int(rng.integers(1, self.cfg.max_downscale + 1))
         size = p * factor
         if centre is not None:
-            y0 = int(np.clip(centre[0] - size // 2 + rng.integers(-size // 4, size // 4 + 1), 0, h - size))
-            x0 = centre[1] - size // 2 + int(rng.integers(-size // 4, size // 4 + 1))
+            y0 = int(np.clip(window_start(centre[0], size, rng), 0, h - size))
+            x0 = window_start(centre[1], size, rng)
         else:
             y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w))
         if im.panorama:  # horizontal roll: panoramas wrap around
@@ -179,11 +189,10 @@ class PatchSampler:
         """A patch of a whole rendered photo: around one of its brightest pixels (p_highlight) or anywhere."""
         p, (h, w) = self.cfg.patch, photo.shape[:2]
         if rng.random() < self.cfg.p_highlight:
-            peak = photo.max(axis=-1)
-            cand = np.argwhere(peak >= np.quantile(peak, 0.995))
+            cand = brightest_pixels(photo.max(axis=-1))
             cy, cx = cand[rng.integers(len(cand))]
-            y0 = int(np.clip(cy - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, h - p))
-            x0 = int(np.clip(cx - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, w - p))
+            y0 = int(np.clip(window_start(cy, p, rng), 0, h - p))
+            x0 = int(np.clip(window_start(cx, p, rng), 0, w - p))
         else:
             y0, x0 = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
         return np.ascontiguousarray(photo[y0:y0 + p, x0:x0 + p])
@@ -193,7 +202,8 @@ class PatchSampler:
         view, is_crop, row_scale = self._view(idx, rng)
         fraction = float(rng.uniform(0.0, self.cfg.max_clip_fraction))
         exposure = self._scene_exposure(idx, fraction) if is_crop and self.cfg.scene_metering else None
-        if not is_crop and view.shape[:2] != (self.cfg.patch, self.cfg.patch):  # a whole photo
+        # a whole photo (view_photos) larger than the patch; one of the patch's size is its own patch
+        if not is_crop and view.shape[:2] != (self.cfg.patch, self.cfg.patch):
             exposure = exposure_for_clip_fraction(view, fraction)
             view = self._patch_of_photo(view, rng)
         if self.cfg.p_light > 0 and rng.random() < self.cfg.p_light:

@@ -77,8 +77,8 @@ class HDRCNF(nn.Module):
         zero-initialised), an added trunk block starts as a pure gain (each dense block's fusing
         convolution zeroed, so the block computes 1.2x; the trunk's output convolution is divided by
         that gain, since nothing but the blocks lies between them), a missing context branch adds
-        zero (its output convolution is zero-initialised) and the auxiliary head is not part of the function, so the grown model
-        computes exactly the function of the smaller one and
+        zero (its output convolution is zero-initialised) and the auxiliary head is not part of the
+        function, so the grown model computes exactly the function of the smaller one and
         fine-tuning adds capacity without losing what was learned. Returns the names of the
         modules that were added.
         """

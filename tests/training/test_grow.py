@@ -84,12 +84,8 @@ def test_only_whole_trailing_flow_steps_may_be_missing():
 
 
 def test_an_added_auxiliary_head_leaves_the_model_unchanged_and_trains(tmp_path):
-    cfg = tiny()
-    small = _trained_like(cfg)
-    aux_cfg = copy.deepcopy(cfg.model)
-    aux_cfg.aux_head = True
-    with_aux = HDRCNF(aux_cfg).eval()
-    assert with_aux.load_weights(small.state_dict()) == ["aux"]
+    small, with_aux, added = _grown(lambda c: setattr(c, "aux_head", True))
+    assert added == ["aux"]
     _assert_same_function(with_aux, small)
     with pytest.raises(InputError, match="model.aux_head=true"):
         apply_overrides(tiny(), ["loss.aux_weight=1"])
