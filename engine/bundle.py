@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BundleError
+from .geometry import GEOMETRY_CHANNELS
 from .io import atomic_write
 from .light import LightHead, head_problem
 
@@ -63,6 +64,16 @@ class Bundle:
     @property
     def input_name(self) -> str:
         return str(self.meta.get("input", {}).get("name", "ldr"))
+
+    @property
+    def geometry(self) -> tuple[str, ...]:
+        """The ``engine.geometry`` planes the model takes after the LDR (empty for most models)."""
+        return tuple(self.meta.get("input", {}).get("geometry", ()))
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the graph's input: the LDR's three, then the geometry planes."""
+        return 3 + len(self.geometry)
 
     @property
     def output_name(self) -> str:
@@ -178,6 +189,13 @@ def validate_meta(meta, where) -> None:
         name = meta.get(key, {}).get("name", "x")
         if not isinstance(name, str) or not name:
             fail(f"'{key}.name' must be a non-empty string")
+    geometry = meta.get("input", {}).get("geometry", [])
+    if not isinstance(geometry, list) or (geometry and geometry != list(GEOMETRY_CHANNELS)):
+        fail(f"'input.geometry' {geometry!r} is not what this engine feeds ({list(GEOMETRY_CHANNELS)}): "
+             f"a newer hdrcnf may read this model")
+    channels = meta.get("input", {}).get("channels", 3)
+    if channels != 3 + len(geometry):
+        fail(f"'input.channels' must be 3 + the number of geometry planes ({3 + len(geometry)}), got {channels!r}")
     clip = meta.get("output", {}).get("clip_point", 1.0)
     if not is_num(clip) or clip <= 0:
         fail(f"'output.clip_point' must be a positive number, got {clip!r}")

@@ -344,6 +344,8 @@ def _cmd_info(args) -> int:
         f"levels: {b.levels}, stride: {b.stride}, receptive field: {b.receptive_field} px, "
         f"default temperature: {b.default_temperature:g}",
         f"latents: {', '.join(f'{s.name} ({s.channels} ch, 1/{s.scale})' for s in b.latents)}",
+        "input: display-encoded RGB" + (f" + geometry planes ({', '.join(b.geometry)}): panoramas are told "
+                                        "each row's latitude" if b.geometry else ""),
         "light stage: " + (f"fitted on {b.light.fitted_on} photographed panoramas, adds "
                            f"{b.light.min_stops:g} to {b.light.max_stops:g} stops to the clipped light of panoramas"
                            + (f", nothing under {b.light.min_stops:g}" if b.light.min_stops > 0 else "")

@@ -23,6 +23,7 @@ from . import __version__, light
 from .backends import run_batches
 from .color import luminance, peak_stops
 from .errors import Cancelled, InputError
+from .geometry import window_planes
 from .io import read_ldr_raw, write_exr
 from .latent import LatentField
 from .tiling import PaddedSource, accumulate, blend_weights, default_overlap, min_tile, plan_tiles, region_of
@@ -170,7 +171,7 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
             if cancel is not None and cancel():
                 raise Cancelled("conversion cancelled")
             _, _, th, tw = plan.tiles[jobs[0][0]].window
-            x = np.empty((len(jobs), 3, th, tw), dtype=np.float32)
+            x = np.empty((len(jobs), bundle.input_channels, th, tw), dtype=np.float32)
             lat = {spec.name: np.empty(spec.shape(len(jobs), th, tw), dtype=np.float32) for spec in bundle.latents}
             last = None
             for i, (ti, s) in enumerate(jobs):
@@ -178,7 +179,9 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
                 if ti == last:
                     x[i] = x[i - 1]
                 else:
-                    x[i] = src.read(y0, y0 + th, x0, x0 + tw).transpose(2, 0, 1)
+                    x[i, :3] = src.read(y0, y0 + th, x0, x0 + tw).transpose(2, 0, 1)
+                    if bundle.geometry:  # a geometry model is told where each row sits on the sphere
+                        x[i, 3:] = window_planes(y0, y0 + th, tw, H, panorama=wrap).transpose(2, 0, 1)
                 last = ti
                 for name, z in fields[s].crop(y0, x0, th, tw).items():
                     lat[name][i] = z[0]

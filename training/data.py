@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import InputError
+from engine.geometry import geometry_planes, latitude, photo_planes
 from engine.io import read_hdr
 
 from .camera import exposure_for_clip_fraction, is_panorama, perspective_crop, synthesize
@@ -123,10 +124,15 @@ class PatchConfig:
 
 
 class PatchSampler:
-    """Draws (LDR uint8, target float32) pairs; all randomness comes from ``rng`` (resumable)."""
+    """Draws (LDR uint8, target float32) pairs; all randomness comes from ``rng`` (resumable).
 
-    def __init__(self, images: list[HDRImage], cfg: PatchConfig):
-        self.images, self.cfg = images, cfg
+    With ``geometry`` (a model with ``encoder.geometry``) each LDR patch also carries the
+    ``engine.geometry`` planes the engine will feed: panorama crops know their rows' latitudes,
+    photos and views rendered as photos get zeros. Computing them draws no random numbers, so the
+    batches are otherwise the same."""
+
+    def __init__(self, images: list[HDRImage], cfg: PatchConfig, geometry: bool = False):
+        self.images, self.cfg, self.geometry = images, cfg, geometry
         self._bright, self._peaks = [], []
         for im in images:  # top-0.5 % pixels of each image: candidate centres for highlight crops
             self._bright.append(brightest_pixels(im.pixels.mean(axis=-1)))
@@ -146,7 +152,7 @@ class PatchSampler:
 
     def _view(self, idx: int, rng: np.random.Generator) -> tuple[np.ndarray, bool, np.ndarray | None]:
         """A crop (metered on the whole image) or a perspective view (a whole photo, metered on itself),
-        and the crop's per-row horizontal pixel size (cos latitude; None where pixels are square)."""
+        and the latitude of each of the crop's rows (None unless it is a crop of a panorama)."""
         im, p = self.images[idx], self.cfg.patch
         centre = self._centre(idx, rng)
         h, w = im.pixels.shape[:2]
@@ -179,11 +185,10 @@ class PatchSampler:
         crop = box_downscale(crop, factor)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
-        row_scale = None
+        lat = None
         if im.panorama:
-            rows = y0 + factor * np.arange(crop.shape[0]) + 0.5 * factor
-            row_scale = np.maximum(np.cos(np.pi * (0.5 - rows / h)), 0.02)
-        return np.ascontiguousarray(crop), True, row_scale
+            lat = latitude(y0 + factor * np.arange(crop.shape[0]) + 0.5 * factor, h)
+        return np.ascontiguousarray(crop), True, lat
 
     def _patch_of_photo(self, photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A patch of a whole rendered photo: around one of its brightest pixels (p_highlight) or anywhere."""
@@ -197,9 +202,11 @@ class PatchSampler:
             y0, x0 = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
         return np.ascontiguousarray(photo[y0:y0 + p, x0:x0 + p])
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(LDR uint8 (P, P, 3), target (P, P, 3), geometry planes (P, P, 2) or None without ``geometry``)."""
         idx = int(rng.integers(len(self.images)))
-        view, is_crop, row_scale = self._view(idx, rng)
+        view, is_crop, lat = self._view(idx, rng)
+        row_scale = None if lat is None else np.maximum(np.cos(lat), 0.02)  # a row's pixel width
         fraction = float(rng.uniform(0.0, self.cfg.max_clip_fraction))
         exposure = self._scene_exposure(idx, fraction) if is_crop and self.cfg.scene_metering else None
         # a whole photo (view_photos) larger than the patch; one of the patch's size is its own patch
@@ -211,11 +218,17 @@ class PatchSampler:
                 exposure = exposure_for_clip_fraction(view, fraction)
             view = add_random_light(view, 1.0 / exposure, rng, self.cfg.light, row_scale)
         s = synthesize(view, rng, clip_fraction=fraction, exposure=exposure)
-        return s.ldr, s.target
+        planes = None
+        if self.geometry:
+            planes = photo_planes(*view.shape[:2]) if lat is None else geometry_planes(lat, view.shape[1])
+        return s.ldr, s.target, planes
 
     def batch(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """[n,3,P,P] LDR in 0..1 and [n,3,P,P] linear target, float32."""
+        """[n,3,P,P] LDR in 0..1 (with ``geometry``: [n,5,P,P], the planes after the LDR, as the
+        engine feeds them) and [n,3,P,P] linear target, float32."""
         pairs = [self.sample(rng) for _ in range(n)]
         ldr = np.stack([p[0] for p in pairs]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        if self.geometry:
+            ldr = np.concatenate([ldr, np.stack([p[2] for p in pairs]).transpose(0, 3, 1, 2)], axis=1)
         tgt = np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2)
         return np.ascontiguousarray(ldr), np.ascontiguousarray(tgt)

@@ -23,6 +23,7 @@ import torch
 
 from engine.bundle import Bundle, write_bundle
 from engine.errors import InputError
+from engine.geometry import GEOMETRY_CHANNELS, window_planes
 
 from .checkpoint import load_model
 from .flow import InvConv1x1
@@ -45,6 +46,9 @@ def _inputs(model: HDRCNF, n: int, h: int, w: int, temperature: float, seed: int
     g = torch.Generator().manual_seed(seed)
     ldr = torch.rand(n, 3, h, w, generator=g)
     ldr[:, :, : h // 3, : w // 3] = 1.0  # a clipped block, where the model does the most
+    if model.cfg.encoder.geometry:  # the planes of a panorama's rows (engine.geometry)
+        planes = torch.from_numpy(window_planes(0, h, w, h, panorama=True).transpose(2, 0, 1).copy())
+        ldr = torch.cat([ldr, planes.expand(n, -1, -1, -1)], dim=1)
     latents = [temperature * torch.randn(s, generator=g) for s in model.latent_shapes(n, h, w)]
     return ldr, latents
 
@@ -144,7 +148,9 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, name: str | None 
             "receptive_field": int(-(-max(effective_rf, stride) // stride) * stride),
             "receptive_field_full": full_rf,
             "default_temperature": float(temperature),
-            "input": {"name": "ldr", "encoding": "srgb", "layout": "NCHW"},
+            "input": {"name": "ldr", "encoding": "srgb", "layout": "NCHW",
+                      **({"channels": 3 + len(GEOMETRY_CHANNELS), "geometry": list(GEOMETRY_CHANNELS)}
+                         if cfg.model.encoder.geometry else {})},
             "output": {"name": "hdr", "encoding": "linear", "clip_point": 1.0},
             "target_transform": cfg.model.target.to_json(),
             "config": cfg.to_json(),

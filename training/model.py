@@ -79,9 +79,21 @@ class HDRCNF(nn.Module):
         that gain, since nothing but the blocks lies between them), a missing context branch adds
         zero (its output convolution is zero-initialised) and the auxiliary head is not part of the
         function, so the grown model computes exactly the function of the smaller one and
-        fine-tuning adds capacity without losing what was learned. Returns the names of the
-        modules that were added.
+        fine-tuning adds capacity without losing what was learned. A model that takes geometry
+        planes (``encoder.geometry``) grown from one that does not gets stem weights of zero for
+        them, so it ignores them until fine-tuning. Returns the names of the modules that were
+        added ("encoder.stem" for its geometry inputs).
         """
+        grown_stem = []
+        stem_key, stem = "encoder.stem.weight", self.encoder.stem.weight
+        if stem_key in state and state[stem_key].shape[1] < stem.shape[1] and self.cfg.encoder.geometry:
+            old = state[stem_key]  # LDR + mask come first in the unshuffled planes, geometry after
+            if old.shape[0] != stem.shape[0] or old.shape[2:] != stem.shape[2:]:
+                raise ValueError(f"weights do not fit this model: {stem_key} is {tuple(old.shape)}, "
+                                 f"expected {tuple(stem.shape)}")
+            padded = torch.zeros_like(stem)
+            padded[:, : old.shape[1]] = old
+            state, grown_stem = {**state, stem_key: padded}, ["encoder.stem"]
         try:
             missing, unexpected = self.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches: another architecture
@@ -112,7 +124,7 @@ class HDRCNF(nn.Module):
                         m.fuse.bias.zero_()
                 if isinstance(modules[name], RRDB):
                     self.encoder.trunk_out.weight.div_(1.0 + RRDB.RESIDUAL_SCALE)
-        return added
+        return added + grown_stem
 
     def latent_shapes(self, n: int, h: int, w: int) -> list[tuple[int, int, int, int]]:
         return [(n, c, h // 2 ** (i + 1), w // 2 ** (i + 1)) for i, c in enumerate(latent_channels(self.cfg.flow))]
@@ -120,9 +132,16 @@ class HDRCNF(nn.Module):
     def to_target(self, hdr: torch.Tensor, ldr: torch.Tensor) -> torch.Tensor:
         return encode(hdr, ldr, self.cfg.target)
 
-    def encode(self, ldr: torch.Tensor, target: torch.Tensor, conds=None):
+    def split_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The graph's input -> (LDR, geometry planes or None): a geometry model's input carries
+        ``engine.geometry``'s planes after the LDR's three channels."""
+        if self.cfg.encoder.geometry:
+            return x[:, :3], x[:, 3:]
+        return x, None
+
+    def encode(self, ldr: torch.Tensor, target: torch.Tensor, conds=None, geometry=None):
         """Target (already in the normalised log domain) -> (standard-normal latents, logdet)."""
-        conds = self.encoder(ldr) if conds is None else conds
+        conds = self.encoder(ldr, geometry) if conds is None else conds
         return self.flow(target, conds)
 
     def log_prob(self, latents, logdet) -> torch.Tensor:
@@ -132,18 +151,21 @@ class HDRCNF(nn.Module):
             lp = lp - 0.5 * (eps ** 2 + LOG_2PI).sum(dim=(1, 2, 3))
         return lp
 
-    def reverse_target(self, ldr: torch.Tensor, latents, conds=None) -> torch.Tensor:
-        conds = self.encoder(ldr) if conds is None else conds
+    def reverse_target(self, ldr: torch.Tensor, latents, conds=None, geometry=None) -> torch.Tensor:
+        conds = self.encoder(ldr, geometry) if conds is None else conds
         return self.flow.reverse(latents, conds)[0]
 
-    def forward(self, ldr: torch.Tensor, *latents: torch.Tensor) -> torch.Tensor:
-        """The exported reverse pass: LDR + standardised latents -> linear HDR (clip point 1.0)."""
-        return decode(self.reverse_target(ldr, list(latents)), ldr, self.cfg.target)
+    def forward(self, x: torch.Tensor, *latents: torch.Tensor) -> torch.Tensor:
+        """The exported reverse pass: LDR (+ geometry planes, ``split_input``) + standardised
+        latents -> linear HDR (clip point 1.0)."""
+        ldr, geometry = self.split_input(x)
+        return decode(self.reverse_target(ldr, list(latents), geometry=geometry), ldr, self.cfg.target)
 
     @torch.no_grad()
-    def sample(self, ldr: torch.Tensor, temperature: float = 0.6, generator: torch.Generator | None = None):
-        n, _, h, w = ldr.shape
+    def sample(self, x: torch.Tensor, temperature: float = 0.6, generator: torch.Generator | None = None):
+        """HDR from the graph's input ``x`` (``forward``) with latents at ``temperature``."""
+        n, _, h, w = x.shape
         # drawn on the CPU generator (reproducible across devices), then moved to the model's device
-        latents = [temperature * torch.randn(s, generator=generator).to(ldr.device)
+        latents = [temperature * torch.randn(s, generator=generator).to(x.device)
                    for s in self.latent_shapes(n, h, w)]
-        return self(ldr, *latents)
+        return self(x, *latents)

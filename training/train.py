@@ -46,10 +46,10 @@ class Objective(nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def forward(self, ldr, hdr, noise, cycle_noise):
+    def forward(self, ldr, hdr, noise, cycle_noise, geometry=None):
         lc = self.cfg.loss
         target = self.model.to_target(hdr, ldr) + lc.dequant_noise * noise
-        conds = self.model.encoder(ldr)
+        conds = self.model.encoder(ldr, geometry)
         latents, logdet = self.model.flow(target, conds)
         nll = bits_per_dim(self.model.log_prob(latents, logdet), target[0].numel())
         cyc = torch.zeros((), device=ldr.device)
@@ -101,12 +101,15 @@ def _gather(obj, world: int):
 
 
 def _draw(batch, gen, model, device):
-    ldr, hdr = batch
-    ldr, hdr = torch.from_numpy(ldr).to(device), torch.from_numpy(hdr).to(device)
+    """A batch on the device: LDR, geometry planes (None unless the model takes them), HDR, the
+    dequantisation noise and the cycle term's latents."""
+    x, hdr = batch
+    ldr, geometry = model.split_input(torch.from_numpy(x).to(device))
+    hdr = torch.from_numpy(hdr).to(device)
     n, _, h, w = ldr.shape
     noise = torch.randn(hdr.shape, generator=gen).to(device)
     cyc = [torch.randn(s, generator=gen).to(device) for s in model.latent_shapes(n, h, w)]
-    return ldr, hdr, noise, cyc
+    return ldr, geometry, hdr, noise, cyc
 
 
 def param_checksum(model: nn.Module) -> str:
@@ -130,7 +133,7 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
         torch.set_num_threads(threads)
     held_out = read_split(split) if split else set()
     images = load_images(data, exclude=held_out)
-    sampler = PatchSampler(images, cfg.patches)
+    sampler = PatchSampler(images, cfg.patches, geometry=cfg.model.encoder.geometry)
     torch.manual_seed(cfg.seed)
     model = HDRCNF(cfg.model).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -154,9 +157,9 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
     elif state["step"] == 0:  # actnorm data-dependent init on rank 0's first batch (DDP broadcasts it)
         model.train()
         with torch.no_grad():
-            ldr, hdr, _, _ = _draw(draw(sampler, cfg.seed, 999, 0, cfg.batch), torch.Generator().manual_seed(7),
-                                   model, device)
-            model.encode(ldr, model.to_target(hdr, ldr))
+            ldr, geometry, hdr, _, _ = _draw(draw(sampler, cfg.seed, 999, 0, cfg.batch),
+                                             torch.Generator().manual_seed(7), model, device)
+            model.encode(ldr, model.to_target(hdr, ldr), geometry=geometry)
     objective = Objective(model, cfg)
     ddp = nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     validator = None
@@ -183,8 +186,8 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
             step = state["step"]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
-            ldr, hdr, noise, cyc_noise = _draw(stream.get(step), gen, model, device)
-            loss, nll, cyc, energy = ddp(ldr, hdr, noise, cyc_noise)
+            ldr, geometry, hdr, noise, cyc_noise = _draw(stream.get(step), gen, model, device)
+            loss, nll, cyc, energy = ddp(ldr, hdr, noise, cyc_noise, geometry)
             opt.zero_grad(set_to_none=True)
             ok = torch.isfinite(loss)
             if world > 1:

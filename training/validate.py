@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from engine.geometry import window_planes
+
 from .camera import synthesize
 from .data import load_images
 from .losses import bits_per_dim
@@ -29,21 +31,26 @@ class Validator:
                                jpeg_quality=None)
                 ldr = torch.from_numpy(s.ldr.astype(np.float32).transpose(2, 0, 1)[None] / 255.0)
                 tgt = torch.from_numpy(np.ascontiguousarray(s.target.transpose(2, 0, 1)[None]))
-                self.samples.append((ldr.to(device), tgt.to(device)))
+                geometry = None
+                if cfg.model.encoder.geometry:  # as the engine feeds it (a panorama: by its rows)
+                    planes = window_planes(0, h, w, im.pixels.shape[0], im.panorama)
+                    geometry = torch.from_numpy(planes.transpose(2, 0, 1)[None].copy()).to(device)
+                self.samples.append((ldr.to(device), geometry, tgt.to(device)))
         self.naive_psnr = float(np.mean([
             pu21_psnr(_hwc(srgb_to_linear(l)), _hwc(t))
-            for l, t in self.samples]))
+            for l, _, t in self.samples]))
 
     @torch.no_grad()
     def __call__(self, model) -> dict:
         model.eval()
         nll, psnr = [], []
         gen = torch.Generator().manual_seed(0)
-        for ldr, tgt in self.samples:
+        for ldr, geometry, tgt in self.samples:
             target = model.to_target(tgt, ldr)
-            latents, logdet = model.encode(ldr, target)
+            latents, logdet = model.encode(ldr, target, geometry=geometry)
             nll.append(float(bits_per_dim(model.log_prob(latents, logdet), target[0].numel())))
-            pred = model.sample(ldr, self.cfg.inference_temperature, gen)
+            x = ldr if geometry is None else torch.cat([ldr, geometry], dim=1)
+            pred = model.sample(x, self.cfg.inference_temperature, gen)
             psnr.append(pu21_psnr(_hwc(pred), _hwc(tgt)))
         return {"val_nll_bpd": float(np.mean(nll)), "val_pu21_psnr": float(np.mean(psnr)),
                 "naive_pu21_psnr": self.naive_psnr}

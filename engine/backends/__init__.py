@@ -28,7 +28,8 @@ class Backend(Protocol):
     device: str
 
     def run(self, ldr: np.ndarray, latents: dict[str, np.ndarray]) -> np.ndarray:
-        """ldr float32 [N, 3, H, W] + {latent name: float32 [N, C, H/s, W/s]} -> hdr [N, 3, H, W]."""
+        """ldr float32 [N, 3 (+ the bundle's geometry planes), H, W] + {latent name: float32
+        [N, C, H/s, W/s]} -> hdr [N, 3, H, W]."""
         ...
 
 

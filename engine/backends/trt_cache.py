@@ -53,7 +53,8 @@ class Profile:
 
     def shapes(self, bundle) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """{input name: (min, opt, max) NCHW shapes} for the LDR input and every latent."""
-        out = {bundle.input_name: tuple((n, 3, h, w) for n, h, w in (self.min, self.opt, self.max))}
+        c = bundle.input_channels  # the LDR's 3 and any geometry planes (engine.geometry)
+        out = {bundle.input_name: tuple((n, c, h, w) for n, h, w in (self.min, self.opt, self.max))}
         for spec in bundle.latents:
             out[spec.name] = tuple(spec.shape(n, h, w) for n, h, w in (self.min, self.opt, self.max))
         return out

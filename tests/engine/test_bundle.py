@@ -112,6 +112,11 @@ def test_missing_folder_and_json(tmp_path):
     (lambda m: [1, 2], "object"),
     (lambda m: m.update(light={"type": "something-else"}), "'light' has type"),
     (lambda m: m.update(light=[]), "'light' must be a JSON object"),
+    (lambda m: m.update(input={"name": "ldr", "channels": 5, "geometry": ["panorama", "altitude"]}),
+     "a newer hdrcnf"),
+    (lambda m: m.update(input={"name": "ldr", "geometry": "panorama"}), "'input.geometry'"),
+    (lambda m: m.update(input={"name": "ldr", "channels": 3, "geometry": ["panorama", "sin_latitude"]}),
+     "'input.channels' must be 3 + the number of geometry planes (5)"),
 ])
 def test_schema_violations(bundle_dir, edit, needle):
     meta = json.loads((bundle_dir / "model.json").read_text())

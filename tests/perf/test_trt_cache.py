@@ -79,11 +79,14 @@ def test_profile_covers_every_window_of_the_plan(H, W, tile, wrap):
     assert not prof.covers(5, tile, tile) and not prof.covers(1, tile + stride, tile)
 
 
-def test_profile_shapes_follow_the_latent_specs():
+def test_profile_shapes_follow_the_latent_specs_and_the_input_channels():
     class B:
         input_name = "ldr"
+        input_channels = 3
         latents = (LatentSpec("z1", 6, 2), LatentSpec("z2", 12, 4), LatentSpec("z3", 48, 8))
 
     shapes = Profile.for_tile(1024, 8, 2).shapes(B)
     assert shapes["ldr"] == ((1, 3, 8, 8), (2, 3, 1024, 1024), (2, 3, 1024, 1024))
     assert shapes["z3"] == ((1, 48, 1, 1), (2, 48, 128, 128), (2, 48, 128, 128))
+    B.input_channels = 5  # a geometry model (engine.geometry): the planes ride in the same input
+    assert Profile.for_tile(1024, 8, 2).shapes(B)["ldr"][2] == (2, 5, 1024, 1024)

@@ -34,3 +34,23 @@ def test_a_photo_is_metered_on_the_whole_view_not_on_the_patch():
     cfg = PatchConfig(patch=16, p_perspective=1.0, p_highlight=0.0, view_photos=True)
     ldr, _ = PatchSampler([_panorama()], cfg).batch(np.random.default_rng(2), 24)
     assert (ldr.max(axis=(1, 2, 3)) < 200 / 255).any()
+
+
+def test_geometry_planes_ride_along_without_changing_the_batches():
+    """Panorama crops carry their rows' latitudes, views rendered as photos carry zeros, and the
+    LDR and targets are the ones drawn without the planes."""
+    photo = HDRImage("photo", np.full((96, 96, 3), 0.5, np.float32), panorama=False)
+    cfg = PatchConfig(patch=16, p_perspective=0.5, view_photos=True, max_downscale=1)
+    plain_ldr, plain_tgt = PatchSampler([_panorama(), photo], cfg).batch(np.random.default_rng(3), 40)
+    ldr, tgt = PatchSampler([_panorama(), photo], cfg, geometry=True).batch(np.random.default_rng(3), 40)
+    assert ldr.shape == (40, 5, 16, 16)
+    np.testing.assert_array_equal(ldr[:, :3], plain_ldr)
+    np.testing.assert_array_equal(tgt, plain_tgt)
+    flag, sin_lat = ldr[:, 3], ldr[:, 4]
+    crops = flag[:, 0, 0] == 1
+    assert 0 < crops.sum() < 40 and ((flag == 1) | (flag == 0)).all()
+    assert not sin_lat[~crops].any()
+    # a crop's rows: constant across, decreasing downwards
+    assert (sin_lat[crops] == sin_lat[crops][:, :, :1]).all()
+    assert (np.diff(sin_lat[crops][:, :, 0], axis=1) < 0).all()
+    assert np.abs(sin_lat[crops]).max() <= 1.0

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from engine.errors import InputError
+from engine.geometry import window_planes
 from training.configs import tiny
 from training.export import export_bundle
 from training.model import HDRCNF
@@ -106,3 +107,21 @@ def test_added_trunk_blocks_start_as_the_same_function_then_learn():
     # not dead blocks: their fusing convolutions get a gradient at once
     _encoder_gradient(deep)
     assert deep.encoder.trunk[nb].blocks[0].fuse.weight.grad.abs().sum() > 0
+
+
+def test_geometry_inputs_start_ignored_then_learn():
+    small, geo, added = _grown(lambda c: setattr(c.encoder, "geometry", True))
+    assert added == ["encoder.stem"]
+    g = torch.Generator().manual_seed(1)
+    ldr = torch.rand(2, 3, 32, 32, generator=g)
+    planes = torch.from_numpy(window_planes(0, 32, 32, 32, panorama=True).transpose(2, 0, 1).copy())
+    planes = planes.expand(2, -1, -1, -1)
+    latents = [0.5 * torch.randn(s, generator=g) for s in small.latent_shapes(2, 32, 32)]
+    with torch.no_grad():
+        torch.testing.assert_close(geo(torch.cat([ldr, planes], 1), *latents), small(ldr, *latents),
+                                   rtol=1e-5, atol=1e-5)
+    # not dead inputs: the stem's weights for the planes get a gradient at once
+    sum(f.square().sum() for f in geo.encoder(ldr, planes)).backward()
+    assert geo.encoder.stem.weight.grad[:, 4 * 4:].abs().sum() > 0
+    with pytest.raises(ValueError, match="geometry planes"):
+        geo.encoder(ldr)
