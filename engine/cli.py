@@ -351,8 +351,8 @@ def _cmd_info(args) -> int:
                            + (f", nothing under {b.light.min_stops:g}" if b.light.min_stops > 0 else "")
                            + " (--no-light turns it off)" if b.light else
                            "none (panoramas get the flow's output alone)"),
-        f"training data: {_summary(m.get('training'))}",
-        f"scores: {_summary(m.get('scores'))}",
+        f"training data: {_training_summary(m.get('training'))}",
+        f"scores: {_scores_summary(m.get('scores'))}",
         f"licence: {m.get('licence', 'not stated')}",
         "backends:",
     ]
@@ -360,6 +360,47 @@ def _cmd_info(args) -> int:
         lines.append(f"  {name:<12} {device:<28} {'available' if ok else 'unavailable: ' + why}")
     print("\n".join(lines))
     return 0
+
+
+def _training_summary(d) -> str:
+    """Steps, images and the last validation of a bundle's ``training`` record, in one line (the
+    record itself lists every image file and the recent validations: see model.json)."""
+    if not isinstance(d, dict) or not d:
+        return _summary(d)
+    parts = []
+    if isinstance(d.get("steps"), int):
+        parts.append(f"{d['steps']:,} steps")
+    if isinstance(d.get("data"), list):
+        parts.append(f"{len(d['data'])} images")
+    history = d.get("history")
+    last = history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else {}
+    if isinstance(last.get("val_nll_bpd"), (int, float)):
+        parts.append(f"last validation NLL {last['val_nll_bpd']:.3f} bits/dim")
+    if isinstance(last.get("val_pu21_psnr"), (int, float)):
+        parts.append(f"PU21 {last['val_pu21_psnr']:.2f} dB")
+    return ", ".join(parts) or _summary(d)
+
+
+_SCORE_NAMES = (("pu21_psnr", "PU21 {:.2f} dB"), ("highlight_stops", "highlight error {:.3f} stops"),
+                ("all_stops", "all-pixel {:.3f} stops"), ("irradiance_rel_error", "irradiance {:.3f} relative"),
+                ("power_stops", "power {:.3f} stops"))
+
+
+def _scores_summary(d) -> str:
+    """The model's held-out scores beside the naive inverse's, and where they come from (model.json
+    has the other baselines and the exact command)."""
+    if not isinstance(d, dict) or not isinstance(d.get("model"), dict):
+        return _summary(d)
+
+    def one(scores) -> str:
+        return ", ".join(fmt.format(scores[k]) for k, fmt in _SCORE_NAMES if isinstance(scores.get(k), (int, float)))
+
+    line = f"{one(d['model'])}"
+    if isinstance(d.get("naive_inverse"), dict):
+        line += f" (naive inverse: {one(d['naive_inverse'])})"
+    if d.get("split"):
+        line += f"; held out: {d['split']}"
+    return line
 
 
 def _summary(d) -> str:

@@ -210,6 +210,9 @@ def test_info_default_model(capsys):
     rc, stdout, stderr = run_cli(capsys, "info")
     if real_bundle_available():
         assert rc == 0 and load_bundle().name in "\n".join(stdout)
+        lines = {line.split(":")[0]: line for line in stdout}  # one readable line each, not a dump
+        assert re.search(r"training data: [\d,]+ steps, \d+ images, last validation NLL", lines["training data"])
+        assert "highlight error" in lines["scores"] and "(naive inverse: PU21" in lines["scores"]
     else:
         assert rc == 2 and len(stderr) == 1 and "--model" in stderr[0]
 
