@@ -34,6 +34,7 @@ class EncoderConfig:
     context_down: int = 0    # context branch: extra stride-2 steps below the trunk (0 = no branch)
     context_blocks: int = 3  # dilated 3x3 convolutions in the branch, dilation 1, 2, 4, ...
     geometry: bool = False   # also take engine.geometry's planes (panorama flag, sin latitude)
+    geometry_latitude: bool = True  # with geometry: use the latitude plane too (False: the flag alone)
 
     @property
     def stride(self) -> int:
@@ -101,7 +102,7 @@ class LDREncoder(nn.Module):
             raise ValueError("trunk_scale must be 2 or 4")
         self.cfg, self.levels = cfg, levels
         nf, cc = cfg.nf, cfg.cond_channels
-        planes = 3 + 1 + (len(GEOMETRY_CHANNELS) if cfg.geometry else 0)  # LDR, clip mask, geometry
+        planes = 3 + 1 + (self._geometry_planes() if cfg.geometry else 0)  # LDR, clip mask, geometry
         self.stem = nn.Conv2d(4 * planes, nf, 3, padding=1)  # on the 2x2-unshuffled planes, at H/2
         self.down = nn.Conv2d(nf, nf, 3, stride=2, padding=1) if cfg.trunk_scale == 4 else None
         self.trunk = nn.Sequential(*[RRDB(nf, cfg.gc) for _ in range(cfg.nb)])
@@ -115,13 +116,18 @@ class LDREncoder(nn.Module):
             [nn.Conv2d(nf if i == 0 else cc, cc, 3, stride=2, padding=1) for i in range(max(0, levels - first_down))]
         )
 
+    def _geometry_planes(self) -> int:
+        """How many of the geometry planes the encoder reads: all, or the panorama flag alone (the
+        graph still takes them all: the engine's input contract does not change)."""
+        return len(GEOMETRY_CHANNELS) if self.cfg.geometry_latitude else 1
+
     def forward(self, ldr: torch.Tensor, geometry: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Per-level features of the LDR (+ its geometry planes, which a geometry model needs)."""
         x = torch.cat([ldr, soft_clip_mask(ldr, self.cfg.mask_threshold)], dim=1)
         if self.cfg.geometry:
             if geometry is None:
                 raise ValueError("this encoder takes geometry planes (engine.geometry) beside the LDR")
-            x = torch.cat([x, geometry], dim=1)
+            x = torch.cat([x, geometry[:, : self._geometry_planes()]], dim=1)
         s2 = F.leaky_relu(self.stem(F.pixel_unshuffle(x, 2)), 0.2)
         t_in = F.leaky_relu(self.down(s2), 0.2) if self.down is not None else s2
         trunk = t_in + self.trunk_out(self.trunk(t_in))

@@ -109,9 +109,14 @@ def test_added_trunk_blocks_start_as_the_same_function_then_learn():
     assert deep.encoder.trunk[nb].blocks[0].fuse.weight.grad.abs().sum() > 0
 
 
-def test_geometry_inputs_start_ignored_then_learn():
-    small, geo, added = _grown(lambda c: setattr(c.encoder, "geometry", True))
+@pytest.mark.parametrize("latitude", [True, False])
+def test_geometry_inputs_start_ignored_then_learn(latitude):
+    def change(c):
+        c.encoder.geometry, c.encoder.geometry_latitude = True, latitude
+
+    small, geo, added = _grown(change)
     assert added == ["encoder.stem"]
+    assert geo.encoder.stem.weight.shape[1] == 4 * (4 + (2 if latitude else 1))
     g = torch.Generator().manual_seed(1)
     ldr = torch.rand(2, 3, 32, 32, generator=g)
     planes = torch.from_numpy(window_planes(0, 32, 32, 32, panorama=True).transpose(2, 0, 1).copy())
@@ -125,3 +130,8 @@ def test_geometry_inputs_start_ignored_then_learn():
     assert geo.encoder.stem.weight.grad[:, 4 * 4:].abs().sum() > 0
     with pytest.raises(ValueError, match="geometry planes"):
         geo.encoder(ldr)
+    if not latitude:  # the flag alone: the graph still takes the latitude plane, and ignores it
+        other = planes.clone()
+        other[:, 1] = -other[:, 1]
+        with torch.no_grad():
+            torch.testing.assert_close(geo.encoder(ldr, other), geo.encoder(ldr, planes))
