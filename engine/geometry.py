@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .sphere import latitude
+
 #: The planes a geometry-aware model takes after the LDR's three, in this order: 1 on a
 #: panorama (0 on a photo) and the sine of each row's latitude (0 on a photo, which has none).
 GEOMETRY_CHANNELS = ("panorama", "sin_latitude")
-
-
-def latitude(row_centres: np.ndarray, height: int) -> np.ndarray:
-    """Latitude in radians (+pi/2 = straight up) of equirectangular row centres (row index + 0.5,
-    possibly outside the image: padding mirrors, and so does the sine of this past the poles)."""
-    return np.pi * (0.5 - np.asarray(row_centres, dtype=np.float64) / float(height))
 
 
 def geometry_planes(latitudes: np.ndarray, width: int) -> np.ndarray:

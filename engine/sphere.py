@@ -11,9 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def latitude(row_centres: np.ndarray, height: int) -> np.ndarray:
+    """Latitude (radians, + up) at row coordinates of an equirectangular image ``height`` tall
+    (a pixel centre is its row index + 0.5; coordinates past the bottom, such as the engine's
+    stride padding, continue the formula, and its sine then mirrors as the padding does)."""
+    return (0.5 - np.asarray(row_centres, dtype=np.float64) / height) * np.pi
+
+
 def equirect_latitudes(height: int) -> np.ndarray:
     """Latitude (radians, + up) of each row's pixel centres."""
-    return (0.5 - (np.arange(height) + 0.5) / height) * np.pi
+    return latitude(np.arange(height) + 0.5, height)
 
 
 def equirect_longitudes(width: int) -> np.ndarray:

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import InputError
-from engine.geometry import geometry_planes, latitude, photo_planes
+from engine.geometry import geometry_planes, photo_planes
 from engine.io import read_hdr
+from engine.sphere import latitude
 
 from .camera import exposure_for_clip_fraction, is_panorama, perspective_crop, synthesize
 from .lights import LightConfig, add_random_light

@@ -29,27 +29,26 @@ class Validator:
             for j, curve in enumerate(("srgb", "filmic")):
                 s = synthesize(px, np.random.default_rng([1234, i, j]), clip_fraction=0.05, curve=curve,
                                jpeg_quality=None)
-                ldr = torch.from_numpy(s.ldr.astype(np.float32).transpose(2, 0, 1)[None] / 255.0)
+                x = torch.from_numpy(s.ldr.astype(np.float32).transpose(2, 0, 1)[None] / 255.0)
                 tgt = torch.from_numpy(np.ascontiguousarray(s.target.transpose(2, 0, 1)[None]))
-                geometry = None
-                if cfg.model.encoder.geometry:  # as the engine feeds it (a panorama: by its rows)
+                if cfg.model.encoder.geometry:  # the graph's input, as the engine feeds it
                     planes = window_planes(0, h, w, im.pixels.shape[0], im.panorama)
-                    geometry = torch.from_numpy(planes.transpose(2, 0, 1)[None].copy()).to(device)
-                self.samples.append((ldr.to(device), geometry, tgt.to(device)))
+                    x = torch.cat([x, torch.from_numpy(planes.transpose(2, 0, 1)[None].copy())], dim=1)
+                self.samples.append((x.to(device), tgt.to(device)))
         self.naive_psnr = float(np.mean([
-            pu21_psnr(_hwc(srgb_to_linear(l)), _hwc(t))
-            for l, _, t in self.samples]))
+            pu21_psnr(_hwc(srgb_to_linear(x[:, :3])), _hwc(t))  # the LDR: the input's first three channels
+            for x, t in self.samples]))
 
     @torch.no_grad()
     def __call__(self, model) -> dict:
         model.eval()
         nll, psnr = [], []
         gen = torch.Generator().manual_seed(0)
-        for ldr, geometry, tgt in self.samples:
+        for x, tgt in self.samples:
+            ldr, geometry = model.split_input(x)
             target = model.to_target(tgt, ldr)
             latents, logdet = model.encode(ldr, target, geometry=geometry)
             nll.append(float(bits_per_dim(model.log_prob(latents, logdet), target[0].numel())))
-            x = ldr if geometry is None else torch.cat([ldr, geometry], dim=1)
             pred = model.sample(x, self.cfg.inference_temperature, gen)
             psnr.append(pu21_psnr(_hwc(pred), _hwc(tgt)))
         return {"val_nll_bpd": float(np.mean(nll)), "val_pu21_psnr": float(np.mean(psnr)),

@@ -1,7 +1,8 @@
 """The geometry planes a geometry-aware model is fed: a flag and each row's sine of latitude."""
 import numpy as np
 
-from engine.geometry import GEOMETRY_CHANNELS, latitude, window_planes
+from engine.geometry import GEOMETRY_CHANNELS, window_planes
+from engine.sphere import latitude
 
 
 def test_a_photo_gets_zeros():

@@ -36,7 +36,6 @@ class Spy:
 
     def __init__(self, backend):
         self.backend, self.inputs = backend, []
-        self.name, self.device = backend.name, backend.device
 
     def run(self, ldr, latents):
         self.inputs.append(np.array(ldr))
