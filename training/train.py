@@ -258,6 +258,29 @@ def train(cfg: TrainConfig, data: list[str], out: Path, resume: bool = False, sp
     return state
 
 
+def _override_value(item: str, current, value: str):
+    """``value`` (the text after ``=``) converted to the type of the field's ``current`` value.
+
+    A range such as ``patches.light.lamp.radius_px`` is a tuple: it takes comma-separated numbers,
+    as many as it holds (``4,32``), each of its element's type; without this, ``tuple("4,32")``
+    would store the characters and the sampler would fail far from the command line."""
+    if isinstance(current, bool):
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(current, tuple):
+        items = [v.strip() for v in value.strip().strip("()[]").split(",")]
+        if len(items) != len(current):
+            raise InputError(f"--set {item}: expected {len(current)} comma-separated values, "
+                             f"e.g. {','.join(map(str, current))}")
+        try:
+            return tuple(type(c)(v) for c, v in zip(current, items))
+        except ValueError:
+            raise InputError(f"--set {item}: {value!r} is not {len(current)} numbers") from None
+    try:
+        return type(current)(value)
+    except ValueError:
+        raise InputError(f"--set {item}: {value!r} is not a valid {type(current).__name__}") from None
+
+
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
     """Apply ``section.field=value`` overrides (e.g. ``loss.clip_weight=20``) to a config,
     converting the value to the field's current type; an unknown key is an InputError."""
@@ -272,12 +295,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
             obj = getattr(obj, part)
         if not hasattr(obj, parts[-1]):
             raise InputError(f"--set {item}: unknown config field {parts[-1]!r}")
-        current = getattr(obj, parts[-1])
-        try:
-            new = value.lower() in ("1", "true", "yes") if isinstance(current, bool) else type(current)(value)
-        except ValueError:
-            raise InputError(f"--set {item}: {value!r} is not a valid {type(current).__name__}") from None
-        setattr(obj, parts[-1], new)
+        setattr(obj, parts[-1], _override_value(item, getattr(obj, parts[-1]), value))
     try:
         cfg.model.target.check()
     except ValueError as exc:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -14,7 +15,8 @@ from training.configs import tiny
 from training.data import PatchSampler, load_images
 from training.losses import bits_per_dim
 from training.model import HDRCNF
-from training.train import main, train
+from engine.errors import InputError
+from training.train import apply_overrides, main, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,3 +119,12 @@ def test_bad_data_folders_give_one_line_errors(tmp_path, capsys, hdr_dir):
     assert main(["--config", "tiny", "--data", str(small), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "tiny.exr" in err and "Traceback" not in err
+
+
+def test_set_takes_ranges_as_comma_separated_numbers():
+    cfg = apply_overrides(tiny(), ["patches.light.lamp.radius_px=4,32", "patches.light.falloff=(2, 2.5)"])
+    assert cfg.patches.light.lamp.radius_px == (4.0, 32.0)
+    assert cfg.patches.light.falloff == (2.0, 2.5)
+    for bad in ("patches.light.lamp.radius_px=4", "patches.light.lamp.radius_px=4,x"):
+        with pytest.raises(InputError, match="radius_px"):
+            apply_overrides(tiny(), [bad])
