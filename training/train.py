@@ -324,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="processes drawing batches ahead (a GPU needs several; same batches either way)")
     ap.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (fine-tuning; fresh optimizer)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config field, e.g. --set loss.clip_weight=20 (repeatable)")
+                    help="override a config field, e.g. --set loss.clip_weight=20, or a range: "
+                         "--set patches.light.lamp.radius_px=4,32 (repeatable)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     cfg = CONFIGS[args.config]()
