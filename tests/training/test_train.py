@@ -10,12 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from engine.errors import InputError
 from training.checkpoint import load_model
 from training.configs import tiny
 from training.data import PatchSampler, load_images
 from training.losses import bits_per_dim
 from training.model import HDRCNF
-from engine.errors import InputError
 from training.train import apply_overrides, main, train
 
 ROOT = Path(__file__).resolve().parents[2]
