@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-light", dest="light", action="store_false",
                    help="panoramas: do not add the light the clipped areas hide (the model's light stage, "
                         "see MODEL_CARD); the output is then the flow's alone")
+    c.add_argument("--full-resolution", action="store_true",
+                   help="run the flow at the image's own size; by default an image whose clipped areas "
+                        "are too large for the flow's window is converted at a reduced size and the "
+                        "flow's correction carried back up (engine.scale, MODEL_CARD 'Large photos')")
     c.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     g = c.add_mutually_exclusive_group()
     g.add_argument("--half", dest="half", action="store_true", default=True, help="16-bit float EXR (default)")
@@ -219,7 +223,8 @@ def _cmd_convert(args) -> int:
         raise InputError(f"--uncertainty needs --samples 2 or more (got --samples {samples})")
     options = ConvertOptions(temperature=args.temperature, seed=args.seed, samples=samples,
                              uncertainty=args.uncertainty, tile=args.tile, exposure=args.exposure,
-                             panorama=args.panorama, light=args.light)
+                             panorama=args.panorama, light=args.light,
+                             full_resolution=args.full_resolution)
     options.validate()
     jobs, bad = plan_jobs(args.inputs, args.output)
     for line in bad:

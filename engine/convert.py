@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import __version__, light
+from . import __version__, light, scale
 from .backends import run_batches
 from .color import luminance, peak_stops
 from .errors import Cancelled, InputError
@@ -52,6 +52,7 @@ class ConvertOptions:
     exposure: float = 0.0             # EV applied to the output (x 2**EV)
     panorama: str = "auto"            # auto (2:1 aspect within 1%) | on | off -> horizontal wrap
     light: bool = True                # panoramas: add the light the clip hides (engine.light), when the model has a head
+    full_resolution: bool = False     # run the flow at the image's own size even where engine.scale would reduce it
 
     def validate(self) -> None:
         """Raise InputError (one line, phrased like the CLI flag) on an invalid option."""
@@ -72,6 +73,8 @@ class ConvertOptions:
             raise InputError(f"--panorama must be one of {', '.join(PANORAMAS)}, got {self.panorama!r}")
         if not isinstance(self.light, (bool, np.bool_)):
             raise InputError(f"light must be True or False, got {self.light!r}")
+        if not isinstance(self.full_resolution, (bool, np.bool_)):
+            raise InputError(f"full_resolution must be True or False, got {self.full_resolution!r}")
 
 
 @dataclass
@@ -132,19 +135,56 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
     and raises engine.errors.Cancelled when it returns True. Deterministic for a given seed:
     independent of the tile size, of the batching and of the backend (up to its arithmetic).
 
-    Memory is bounded by the tile size, not the image size: the only full-size arrays are the
-    input (in its storage type), the float32 output, the float32 blend-weight sum and, with
-    `uncertainty`, the float32 spread map. Windows, latents and predictions exist one batch at
-    a time; the latents are drawn once per image block (engine.latent)."""
+    An image whose clipped areas are deeper than the flow's window can judge is converted at
+    the reduction `engine.scale.flow_factor` picks, and the flow's correction is carried back up
+    to full resolution (`full_resolution` turns this off)."""
     t_start = time.perf_counter()
     options = options or ConvertOptions()
     options.validate()
     image = _as_rgb(ldr)
     H, W = image.shape[:2]
     wrap = options.panorama == "on" or (options.panorama == "auto" and is_panorama(H, W))
-    stride = bundle.stride
     temperature = bundle.default_temperature if options.temperature is None else float(options.temperature)
+    factor = 1 if options.full_resolution else scale.flow_factor(image, panorama=wrap)
+    if factor == 1:
+        out, spread, info = _run_flow(image, backend, bundle, options, temperature, wrap, progress, cancel)
+    else:
+        small = scale.reduce(image, factor)
+        low, low_spread, info = _run_flow(small, backend, bundle, options, temperature, wrap, progress, cancel)
+        eps = float(bundle.target_transform.get("eps", 1e-3))
+        correction = scale.log_correction(low, small, eps)
+        del low, small
+        out = np.empty((H, W, 3), dtype=np.float32)
+        scale.apply_correction(out, image, correction, eps)
+        spread = None if low_spread is None else scale.upsample(low_spread, H, W)
+    info["flow_factor"] = factor
+    band = max(1, (4 << 20) // (W * 12))
+    gain = np.float32(2.0 ** float(options.exposure))
+    light_stops = None
+    if wrap and options.light and bundle.light is not None:
+        # Peak kept so that after the exposure a 16-bit float EXR still holds the added light.
+        peak = light.PEAK * bundle.clip_point / max(1.0, float(gain))
+        light_stops = light.restore_light(out, image, bundle.light, peak)
+    if gain != 1:
+        for r0 in range(0, H, band):
+            o = out[r0:r0 + band]
+            o *= gain
+            np.nan_to_num(o, copy=False, nan=0.0, posinf=MAX_RADIANCE * float(gain), neginf=0.0)
+    info["light_stops"] = light_stops
+    return ConvertResult(out, spread, wrap, time.perf_counter() - t_start,
+                         clip_point=bundle.clip_point * float(gain), info=info)
 
+
+def _run_flow(image: np.ndarray, backend, bundle, options: ConvertOptions, temperature: float, wrap: bool,
+              progress: Callable[[float], None] | None, cancel: Callable[[], bool] | None):
+    """The flow over the whole image, tile by tile: (hdr, spread or None, info).
+
+    Memory is bounded by the tile size, not the image size: the only full-size arrays are the
+    input (in its storage type), the float32 output, the float32 blend-weight sum and, with
+    `uncertainty`, the float32 spread map. Windows, latents and predictions exist one batch at
+    a time; the latents are drawn once per image block (engine.latent)."""
+    H, W = image.shape[:2]
+    stride = bundle.stride
     src = PaddedSource(image, stride, wrap=wrap)
     Hp, Wp = src.padded_height, src.padded_width
     overlap = default_overlap(bundle.receptive_field, stride)
@@ -231,21 +271,9 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
         np.nan_to_num(o, copy=False, nan=0.0, posinf=MAX_RADIANCE, neginf=0.0)
         np.maximum(o, 0.0, out=o)
     del wsum
-    scale = np.float32(2.0 ** float(options.exposure))
-    light_stops = None
-    if wrap and options.light and bundle.light is not None:
-        # Peak kept so that after the exposure a 16-bit float EXR still holds the added light.
-        peak = light.PEAK * bundle.clip_point / max(1.0, float(scale))
-        light_stops = light.restore_light(out, image, bundle.light, peak)
-    if scale != 1:
-        for r0 in range(0, H, band):
-            o = out[r0:r0 + band]
-            o *= scale
-            np.nan_to_num(o, copy=False, nan=0.0, posinf=MAX_RADIANCE * float(scale), neginf=0.0)
     info = {"tiles": len(plan.tiles), "tile": tile, "overlap": overlap, "temperature": temperature,
-            "seed": int(options.seed), "samples": samples, "runs": len(batches), "light_stops": light_stops}
-    return ConvertResult(out, spread, wrap, time.perf_counter() - t_start,
-                         clip_point=bundle.clip_point * float(scale), info=info)
+            "seed": int(options.seed), "samples": samples, "runs": len(batches)}
+    return out, spread, info
 
 
 def _batches(plan, samples: int, backend) -> list[list[tuple[int, int]]]:
