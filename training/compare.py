@@ -39,7 +39,7 @@ from engine.errors import InputError
 from .evaluate import METRIC_HEADERS, METRICS
 
 HIGHER_IS_BETTER = {"pu21_psnr"}
-SETTINGS = ("seed", "conditions", "max_width", "pu21_clip_cd", "crop_fov_deg")  # what makes the inputs; must match
+SETTINGS = ("seed", "conditions", "max_width", "upscale", "pu21_clip_cd", "crop_fov_deg")  # what makes the inputs; must match
 
 
 @dataclass

@@ -45,6 +45,7 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.io import atomic_write, read_hdr
+from engine.scale import upsample
 from engine.sphere import area_resize
 
 from . import metrics
@@ -121,14 +122,22 @@ def brightest_direction(pano: np.ndarray) -> tuple[float, float]:
     return float(yaw), float(pitch)
 
 
-def make_sources(name: str, pixels: np.ndarray, panorama: bool, max_width: int) -> list[Source]:
-    """The evaluation views of one HDR image (see module docstring)."""
+def make_sources(name: str, pixels: np.ndarray, panorama: bool, max_width: int, upscale: int = 1) -> list[Source]:
+    """The evaluation views of one HDR image (see module docstring). With ``upscale`` > 1 every
+    view is made that many times larger (crops rendered finer, the rest upsampled bilinearly):
+    the photos users shoot are far larger than the data's views, and the flow's window is not."""
+    def larger(img: np.ndarray) -> np.ndarray:
+        if upscale == 1:
+            return img
+        h, w = img.shape[:2]
+        return upsample(img, h * upscale, w * upscale)
+
     if not panorama:
-        return [Source(name, "full", "photo", downscale_to_width(pixels, max_width))]
-    sources = [Source(name, "pano", "panorama", downscale_to_width(pixels, max_width))]
+        return [Source(name, "full", "photo", larger(downscale_to_width(pixels, max_width)))]
+    sources = [Source(name, "pano", "panorama", larger(downscale_to_width(pixels, max_width)))]
     w = pixels.shape[1]
     # Crop at about the panorama's own angular resolution (no upsampling blur), <= max_width.
-    out_w = int(min(max_width, max(64, 8 * round(w * CROP_FOV_DEG / 360.0 / 8))))
+    out_w = int(min(max_width, max(64, 8 * round(w * CROP_FOV_DEG / 360.0 / 8)))) * upscale
     out_h = max(8, 8 * round(out_w * CROP_ASPECT / 8))
     yaw, pitch = brightest_direction(pixels)
     pitch = float(np.clip(pitch, -45.0, 60.0))  # keep some horizon in frame, like a real photo
@@ -166,7 +175,7 @@ class ModelRunner:
     """
 
     def __init__(self, path: str | Path, temperature: float | None, samples: int, seed: int,
-                 backend: str = "onnxruntime", light: bool = True):
+                 backend: str = "onnxruntime", light: bool = True, full_resolution: bool = False):
         path = Path(path)
         self._tmp: tempfile.TemporaryDirectory | None = None
         if not path.exists():
@@ -206,6 +215,7 @@ class ModelRunner:
         self.path = str(path)
         self.samples, self.seed, self.temperature = int(samples), int(seed), temperature
         self.light = bool(light)
+        self.full_resolution = bool(full_resolution)
         self._convert, self._options = convert_array, ConvertOptions
 
     @property
@@ -225,7 +235,8 @@ class ModelRunner:
         """8-bit LDR -> linear HDR (clip point 1.0), the engine's full pipeline (tiles, wrap)."""
         ldr = np.ascontiguousarray(ldr_uint8, dtype=np.float32) / np.float32(255.0)
         opts = self._options(temperature=self.temperature, seed=self.seed, samples=self.samples,
-                             panorama="on" if panorama else "off", light=self.light)
+                             panorama="on" if panorama else "off", light=self.light,
+                             full_resolution=self.full_resolution)
         return np.asarray(self._convert(ldr, self.backend, self.bundle, opts).hdr, dtype=np.float32)
 
     def close(self) -> None:
@@ -340,7 +351,8 @@ def markdown_report(result: dict) -> str:
                      f"{_fmt(model['temperature'])}, samples {model['samples']}, seed {cfg['seed']}.")
     n_img = len(result["images"])
     lines.append(f"{n_img} image{'s' if n_img != 1 else ''} → {n_in} inputs ({kinds['photo']} photo, {kinds['panorama']} "
-                 f"panorama); max width {cfg['max_width']} px; conditions `{cfg['conditions']}`: "
+                 f"panorama); max width {cfg['max_width']} px"
+                 + (f", then {cfg['upscale']}x larger" if cfg.get("upscale") else "") + f"; conditions `{cfg['conditions']}`: "
                  + ", ".join(f"`{c}`" for c in cfg["condition_keys"]) + ".")
     lines.append("Ground truth: the camera model's linear target (LDR clip point = 1.0); PU21 with the clip "
                  "point at 200 cd/m². Methods marked *aligned* have an arbitrary output scale and are "
@@ -445,7 +457,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.max_images:
         images = images[: args.max_images]
 
-    runner = (ModelRunner(args.model, args.temperature, args.samples, args.seed, args.backend, light=args.light)
+    runner = (ModelRunner(args.model, args.temperature, args.samples, args.seed, args.backend, light=args.light,
+                          full_resolution=args.full_resolution)
               if args.model else None)
     methods = (["model"] if runner else []) + list(BASELINES)
     labels = {name: b.label for name, b in BASELINES.items()}
@@ -454,7 +467,7 @@ def run(args: argparse.Namespace) -> dict:
         labels["model"] = f"{runner.name} (T={_fmt(runner.effective_temperature)}{stage})"
 
     # Sources are made per image as we go, so memory holds one image's views at a time.
-    sources = (s for im in images for s in make_sources(im.name, im.pixels, im.panorama, args.max_width))
+    sources = (s for im in images for s in make_sources(im.name, im.pixels, im.panorama, args.max_width, args.upscale))
     total = sum(3 if im.panorama else 1 for im in images) * len(conditions)
     inputs, done = [], 0
     try:
@@ -496,11 +509,11 @@ def run(args: argparse.Namespace) -> dict:
         "config": {"data": [str(d) for d in args.data], "split": args.split, "max_width": args.max_width,
                    "seed": args.seed, "conditions": args.conditions,
                    "condition_keys": [c.key for c in conditions], "pu21_clip_cd": 200.0,
-                   "crop_fov_deg": CROP_FOV_DEG},
+                   "crop_fov_deg": CROP_FOV_DEG, **({"upscale": args.upscale} if args.upscale > 1 else {})},
         "model": None if not runner else {
             "name": runner.name, "path": runner.path, "source": runner.source,
             "temperature": runner.effective_temperature, "samples": runner.samples,
-            "light_stage": runner.light_stage},
+            "light_stage": runner.light_stage, "full_resolution": runner.full_resolution},
         "methods": methods, "method_labels": labels,
         "baselines": {n: {"label": b.label, "reference": b.reference, "aligned": b.arbitrary_scale}
                       for n, b in BASELINES.items()},
@@ -520,6 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", metavar="FILE", help="text file with one image file name per line (e.g. "
                                                    "training/splits/val.txt); only those are evaluated")
     p.add_argument("--max-width", type=int, default=768, help="downscale (area average) to at most this width")
+    p.add_argument("--upscale", type=int, default=1, metavar="S",
+                   help="make every input S times larger than the data's views (photos as users shoot "
+                        "them: MODEL_CARD 'Large photos'); default 1")
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the bundle's)")
     p.add_argument("--samples", type=int, default=1, help="flow samples averaged per input")
     p.add_argument("--seed", type=int, default=0, help="seed for the cameras and the model's latents")
@@ -527,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="camera conditions: a balanced set of 4 (default) or the full 2x3x2 grid of 12")
     p.add_argument("--no-light", dest="light", action="store_false",
                    help="panoramas: score the flow alone, without the bundle's light stage (engine.light)")
+    p.add_argument("--full-resolution", action="store_true",
+                   help="run the flow at each input's own size (hdrcnf convert --full-resolution)")
     p.add_argument("--backend", default="onnxruntime", help="engine backend for the model (default onnxruntime)")
     p.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images (0 = all)")
     p.add_argument("--json", metavar="FILE", help="write all numbers (per input and averages) as JSON")
@@ -562,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.upscale < 1:
+            raise InputError(f"--upscale {args.upscale}: must be at least 1")
         if args.max_width < 16:
             raise InputError(f"--max-width {args.max_width}: must be at least 16")
         if args.samples < 1:
