@@ -75,6 +75,20 @@ def test_sources_for_panoramas_and_photos():
     assert [(v.view, v.kind) for v in photo] == [("full", "photo")] and photo[0].hdr.shape == (24, 32, 3)
 
 
+def test_upscaled_sources_are_the_same_views_larger():
+    pano = _sun_sky_pano()
+    small = make_sources("p.exr", pano, True, max_width=96)
+    large = make_sources("p.exr", pano, True, max_width=96, upscale=3)
+    for a, b in zip(small, large):
+        assert (a.view, a.kind) == (b.view, b.kind)
+        # crops are rendered at 3x the width, their height rounded to 8 px like any crop's
+        assert b.hdr.shape[1] == 3 * a.hdr.shape[1] and abs(b.hdr.shape[0] - 3 * a.hdr.shape[0]) <= 8
+        # the same scene: its mean radiance is kept (bilinear / finer sampling, no new light)
+        assert b.hdr.mean() == pytest.approx(a.hdr.mean(), rel=0.15)
+    photo = make_sources("r.exr", _photo(), False, max_width=32, upscale=2)
+    assert photo[0].hdr.shape == (48, 64, 3)
+
+
 # --------------------------------------------------------------------------------------------
 # End to end
 # --------------------------------------------------------------------------------------------
