@@ -94,7 +94,7 @@ def test_light_stage_memory_does_not_grow_with_the_panorama(synthetic_bundle, tm
     for H, W in ((1024, 2048), (2048, 4096)):
         img = np.full((H, W, 3), 128, np.uint8)
         img[H // 8:H // 4, W // 3:W // 2] = 255                  # a clipped sky for the stage to fill
-        result, peak = _peak(lambda: convert_array(img, SquareBackend(), lit, ConvertOptions(tile=512)))
+        result, peak = _peak(lambda: convert_array(img, SquareBackend(), lit, ConvertOptions(tile=512, full_resolution=True)))
         assert result.info["light_stops"] == 3.0
         extra.append(peak - H * W * (3 * 4 + 4))
     batch = 2 * 512 * 512 * (3 * 4) * 6 + (2 << 20)

@@ -56,9 +56,9 @@ def test_context_model_exports_and_tiles_like_untiled(tmp_path):
     rng = np.random.default_rng(0)
     img = (rng.random((200, 520, 3)) * 0.8).astype(np.float32)
     img[40:120, 300:400] = 1.0  # a clipped disc the context branch sees as a whole
-    whole = convert_array(img, backend, bundle, ConvertOptions(tile=1024, seed=3)).hdr
+    whole = convert_array(img, backend, bundle, ConvertOptions(tile=1024, seed=3, full_resolution=True)).hdr
     small = min(1024, 2 * bundle.receptive_field + 3 * bundle.stride)
-    tiled = convert_array(img, backend, bundle, ConvertOptions(tile=small, seed=3))
+    tiled = convert_array(img, backend, bundle, ConvertOptions(tile=small, seed=3, full_resolution=True))
     assert tiled.info["tiles"] > 1
     err = np.abs(np.log2(np.maximum(tiled.hdr, 1e-4)) - np.log2(np.maximum(whole, 1e-4)))
     assert float(err.mean()) < 0.01, float(err.mean())
