@@ -26,7 +26,8 @@ from .errors import Cancelled, InputError
 from .geometry import window_planes
 from .io import read_ldr_raw, write_exr
 from .latent import LatentField
-from .tiling import PaddedSource, accumulate, blend_weights, default_overlap, min_tile, plan_tiles, region_of
+from .tiling import (PaddedSource, accumulate, blend_weights, default_overlap, min_tile, plan_tiles, region_of,
+                     row_bands)
 
 #: Predictions are clamped to this many times the clip point (about +24 stops): far above any
 #: real highlight, but keeps a diverging sample from turning an average into inf.
@@ -136,7 +137,7 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
     independent of the tile size, of the batching and of the backend (up to its arithmetic).
 
     An image whose clipped areas are deeper than the flow's window can judge is converted at
-    the reduction `engine.scale.flow_factor` picks, and the flow's correction is carried back up
+    the reduction `engine.scale.flow_view` picks, and the flow's correction is carried back up
     to full resolution (`full_resolution` turns this off)."""
     t_start = time.perf_counter()
     options = options or ConvertOptions()
@@ -145,11 +146,10 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
     H, W = image.shape[:2]
     wrap = options.panorama == "on" or (options.panorama == "auto" and is_panorama(H, W))
     temperature = bundle.default_temperature if options.temperature is None else float(options.temperature)
-    factor = 1 if options.full_resolution else scale.flow_factor(image, panorama=wrap)
+    factor, small = (1, image) if options.full_resolution else scale.flow_view(image, panorama=wrap)
     if factor == 1:
         out, spread, info = _run_flow(image, backend, bundle, options, temperature, wrap, progress, cancel)
     else:
-        small = scale.reduce(image, factor)
         low, low_spread, info = _run_flow(small, backend, bundle, options, temperature, wrap, progress, cancel)
         eps = float(bundle.target_transform.get("eps", 1e-3))
         correction = scale.log_correction(low, small, eps)
@@ -158,7 +158,6 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
         scale.apply_correction(out, image, correction, eps)
         spread = None if low_spread is None else scale.upsample(low_spread, H, W)
     info["flow_factor"] = factor
-    band = max(1, (4 << 20) // (W * 12))
     gain = np.float32(2.0 ** float(options.exposure))
     light_stops = None
     if wrap and options.light and bundle.light is not None:
@@ -166,8 +165,8 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
         peak = light.PEAK * bundle.clip_point / max(1.0, float(gain))
         light_stops = light.restore_light(out, image, bundle.light, peak)
     if gain != 1:
-        for r0 in range(0, H, band):
-            o = out[r0:r0 + band]
+        for r0, r1 in row_bands(H, W):
+            o = out[r0:r1]
             o *= gain
             np.nan_to_num(o, copy=False, nan=0.0, posinf=MAX_RADIANCE * float(gain), neginf=0.0)
     info["light_stops"] = light_stops
@@ -262,12 +261,11 @@ def _run_flow(image: np.ndarray, backend, bundle, options: ConvertOptions, tempe
         if progress is not None:
             progress(done / total)
 
-    band = max(1, (4 << 20) // (W * 12))  # finish in row bands: no full-size temporaries
-    for r0 in range(0, H, band):
-        o = out[r0:r0 + band]
-        o /= wsum[r0:r0 + band]
+    for r0, r1 in row_bands(H, W):
+        o = out[r0:r1]
+        o /= wsum[r0:r1]
         if spread is not None:
-            spread[r0:r0 + band] /= wsum[r0:r0 + band, :, 0]
+            spread[r0:r1] /= wsum[r0:r1, :, 0]
         np.nan_to_num(o, copy=False, nan=0.0, posinf=MAX_RADIANCE, neginf=0.0)
         np.maximum(o, 0.0, out=o)
     del wsum

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .color import srgb_to_linear
+from .light import clipped_mask
 from .sphere import area_resize_rows
-from .tiling import to_unit_float
+from .tiling import row_bands, to_unit_float
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class FlowScale:
     depth_px: float = 16.0        # deepest clipped pixel the flow should see, px from the clip's edge
     photo_side: int = 256         # never reduce a photo's long side below this (a training view)
     panorama_width: int = 1024    # never reduce a panorama below this width (the training panoramas)
-    clip_level: float = 253 / 255  # a channel at or above this (display-encoded) is clipped
+    clip_code: int = 253          # a channel at or above this 8-bit code is clipped (the target rule's)
 
 
 def _eroded(mask: np.ndarray, steps: int) -> np.ndarray:
@@ -68,8 +69,9 @@ def reduce(image: np.ndarray, factor: int) -> np.ndarray:
     return area_resize_rows(lambda r0, r1: to_unit_float(image[r0:r1]), H, W, 3, h, w)
 
 
-def flow_factor(image: np.ndarray, panorama: bool, rule: FlowScale = FlowScale()) -> int:
-    """The power-of-two reduction (1 = full resolution) at which to run the flow on ``image``.
+def flow_view(image: np.ndarray, panorama: bool, rule: FlowScale = FlowScale()) -> tuple[int, np.ndarray]:
+    """The power-of-two reduction (1 = full resolution) at which to run the flow on ``image``,
+    and the image the flow should see: ``image`` itself, or its reduction (``reduce``).
 
     Tried from the coarsest allowed reduction down: the answer is the finest one whose clipped
     areas are shallow enough, so an image of small highlights costs one erosion of its own
@@ -81,13 +83,16 @@ def flow_factor(image: np.ndarray, panorama: bool, rule: FlowScale = FlowScale()
     while size / (factors[-1] * 2) >= floor:
         factors.append(factors[-1] * 2)
     steps = int(np.ceil(rule.depth_px))
-    best = factors[-1]
+    chosen = None
     for factor in reversed(factors):
-        small = reduce(image, factor) if factor > 1 else to_unit_float(image)
-        if _eroded(small.max(axis=2) >= rule.clip_level, steps).any():
+        view = reduce(image, factor) if factor > 1 else image
+        deep = _eroded(clipped_mask(view, rule.clip_code), steps).any()
+        if deep and chosen is not None:
             break
-        best = factor
-    return best
+        chosen = (factor, view)
+        if deep:  # even the coarsest allowed reduction is deep: it is the best there is
+            break
+    return chosen
 
 
 def upsample(img: np.ndarray, height: int, width: int, rows: tuple[int, int] | None = None) -> np.ndarray:
@@ -116,9 +121,7 @@ def apply_correction(out: np.ndarray, image: np.ndarray, correction: np.ndarray,
     """Write the full-resolution naive inverse of ``image`` times the upsampled ``correction``
     into ``out`` (H, W, 3), in row bands (no full-size temporaries)."""
     H, W = image.shape[:2]
-    band = max(1, (4 << 20) // (W * 12))
-    for r0 in range(0, H, band):
-        r1 = min(H, r0 + band)
+    for r0, r1 in row_bands(H, W):
         naive = srgb_to_linear(to_unit_float(image[r0:r1]))
         c = upsample(correction, H, W, rows=(r0, r1))
         np.maximum((naive + eps) * np.exp(c) - eps, 0.0, out=out[r0:r1])

@@ -27,6 +27,18 @@ import numpy as np
 from .io import to_unit_float
 
 
+#: Bytes a row band of float32 RGB may hold: full-size passes over an image go band by band, so
+#: they need no full-size temporaries.
+ROW_BAND_BYTES = 4 << 20
+
+
+def row_bands(height: int, width: int) -> list[tuple[int, int]]:
+    """(r0, r1) row ranges covering ``height`` rows of a ``width``-wide float32 RGB image, each
+    about ``ROW_BAND_BYTES``."""
+    band = max(1, ROW_BAND_BYTES // (width * 12))
+    return [(r0, min(height, r0 + band)) for r0 in range(0, height, band)]
+
+
 def round_up(value: int, multiple: int) -> int:
     return -(-int(value) // int(multiple)) * int(multiple)
 

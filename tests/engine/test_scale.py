@@ -23,30 +23,30 @@ def disc_photo(h: int, w: int, radius: float, centres=((0.5, 0.5),)) -> np.ndarr
 def test_small_highlights_stay_at_full_resolution():
     # twelve glints of radius 6 in a 2000-px photo: every clipped pixel is within 6 px of the edge
     centres = [(0.2 + 0.2 * i, 0.1 + 0.2 * j) for i in range(3) for j in range(4)]
-    assert scale.flow_factor(disc_photo(1200, 2000, 6, centres), panorama=False) == 1
+    assert scale.flow_view(disc_photo(1200, 2000, 6, centres), panorama=False)[0] == 1
 
 
 def test_deep_clip_is_reduced_until_the_window_sees_its_edge():
     # radius 60: 60 px deep; a quarter is 15 px, within the 16-px rule, and 1024/4 = 256 is allowed
-    assert scale.flow_factor(disc_photo(683, 1024, 60), panorama=False) == 4
+    assert scale.flow_view(disc_photo(683, 1024, 60), panorama=False)[0] == 4
     # radius 24: half is 12 px deep
-    assert scale.flow_factor(disc_photo(683, 1024, 24), panorama=False) == 2
+    assert scale.flow_view(disc_photo(683, 1024, 24), panorama=False)[0] == 2
 
 
 def test_never_below_the_training_size():
     # the whole photo clipped would want any reduction; the floor is a 256-px long side
-    assert scale.flow_factor(np.full((600, 1000, 3), 255, np.uint8), panorama=False) == 2
-    assert scale.flow_factor(np.full((200, 300, 3), 255, np.uint8), panorama=False) == 1
+    assert scale.flow_view(np.full((600, 1000, 3), 255, np.uint8), panorama=False)[0] == 2
+    assert scale.flow_view(np.full((200, 300, 3), 255, np.uint8), panorama=False)[0] == 1
     # panoramas keep at least the width of the training panoramas
     pano = disc_photo(1024, 2048, 200)
-    assert scale.flow_factor(pano, panorama=True) == 2
-    assert scale.flow_factor(pano, panorama=False) == 8
+    assert scale.flow_view(pano, panorama=True)[0] == 2
+    assert scale.flow_view(pano, panorama=False)[0] == 8
 
 
 def test_float_and_uint16_inputs_agree_with_uint8():
     img = disc_photo(683, 1024, 60)
-    assert scale.flow_factor(img.astype(np.float32) / 255, panorama=False) == 4
-    assert scale.flow_factor(img.astype(np.uint16) * 257, panorama=False) == 4
+    assert scale.flow_view(img.astype(np.float32) / 255, panorama=False)[0] == 4
+    assert scale.flow_view(img.astype(np.uint16) * 257, panorama=False)[0] == 4
 
 
 def test_reduce_is_an_area_mean_in_unit_floats():
