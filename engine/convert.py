@@ -225,6 +225,7 @@ def _run_flow(image: np.ndarray, backend, bundle, options: ConvertOptions, tempe
                 for name, z in fields[s].crop(y0, x0, th, tw).items():
                     lat[name][i] = z[0]
             yield jobs, x, lat
+            del x, lat  # one batch of windows in memory at a time, not this one and the next
 
     for jobs, pred in run_batches(backend, produce()):
         pred = np.asarray(pred)
@@ -258,6 +259,7 @@ def _run_flow(image: np.ndarray, backend, bundle, options: ConvertOptions, tempe
                 accumulate(out, wsum, tile_, mean, blend_weights(tile_, plan.feather),
                            period=Wp if wrap else None, extra=extra)
         done += len(jobs)
+        del pred, y
         if progress is not None:
             progress(done / total)
 

@@ -45,7 +45,9 @@ def run_batches(backend, batches: Iterable[tuple]) -> Iterator[tuple]:
         yield from stream(batches)
         return
     for meta, ldr, latents in batches:
-        yield meta, backend.run(ldr, latents)
+        out = backend.run(ldr, latents)
+        del ldr, latents  # dropped before the next batch is produced
+        yield meta, out
 
 
 def cuda_devices() -> tuple[list[str], str]:

@@ -100,3 +100,26 @@ def test_light_stage_memory_does_not_grow_with_the_panorama(synthetic_bundle, tm
     batch = 2 * 512 * 512 * (3 * 4) * 6 + (2 << 20)
     assert max(extra) <= max(batch, 40 << 20), [e / 2**20 for e in extra]
     assert abs(extra[1] - extra[0]) <= 8 << 20, [e / 2**20 for e in extra]   # 4x the pixels, same extra
+
+
+def test_the_light_stage_alone_needs_the_same_memory_at_any_size():
+    """The panorama light stage reads the image in row bands into a <=1024-wide proxy: given the
+    full-size image and result, it needs the same few tens of MB at 2 Mpx as at 8 Mpx.
+
+    Measured on the stage alone, so a full-size temporary in it cannot hide under the flow's
+    batch, which dominates the whole conversion's peak (checked above)."""
+    from engine import light
+
+    from ..engine.test_light import constant_head
+
+    peaks = []
+    for H, W in ((1024, 2048), (2048, 4096)):
+        img = np.full((H, W, 3), 128, np.uint8)
+        img[H // 8:H // 4, W // 3:W // 2] = 255                  # a clipped sky for the stage to fill
+        hdr = ((img / np.float32(255)) ** 2).astype(np.float32)
+        before = hdr[H // 8:H // 4, W // 3:W // 2].sum()
+        stops, peak = _peak(lambda: light.restore_light(hdr, img, constant_head(3.0), 64.0))
+        assert stops == 3.0 and hdr[H // 8:H // 4, W // 3:W // 2].sum() > before   # light was added
+        peaks.append(peak)
+    assert max(peaks) <= 40 << 20, [p / 2**20 for p in peaks]
+    assert abs(peaks[1] - peaks[0]) <= 1 << 20, [p / 2**20 for p in peaks]   # 4x the pixels, same memory
