@@ -21,6 +21,7 @@ from .errors import BundleError
 from .geometry import GEOMETRY_CHANNELS
 from .io import atomic_write
 from .light import LightHead, head_problem
+from .scale import FlowScale, scale_problem
 
 FORMAT = "hdrcnf-bundle"
 FORMAT_VERSION = 1
@@ -82,6 +83,11 @@ class Bundle:
     @property
     def clip_point(self) -> float:
         return float(self.meta.get("output", {}).get("clip_point", 1.0))
+
+    @property
+    def flow_scale(self) -> FlowScale:
+        """The sizes the flow was trained at, which `engine.scale` keeps large photos near."""
+        return FlowScale.from_meta(self.meta.get("scale"))
 
 
 def default_bundle_path() -> Path:
@@ -201,6 +207,8 @@ def validate_meta(meta, where) -> None:
         fail(f"'output.clip_point' must be a positive number, got {clip!r}")
     if "light" in meta and (problem := head_problem(meta["light"])):
         fail(f"'light' {problem}")
+    if "scale" in meta and (problem := scale_problem(meta["scale"])):
+        fail(f"'scale' {problem}")
     lat = meta["latents"]
     if len(lat) != meta["levels"]:
         fail(f"'latents' has {len(lat)} entries but 'levels' is {meta['levels']}")

@@ -356,6 +356,9 @@ def _cmd_info(args) -> int:
                            + (f", nothing under {b.light.min_stops:g}" if b.light.min_stops > 0 else "")
                            + " (--no-light turns it off)" if b.light else
                            "none (panoramas get the flow's output alone)"),
+        f"large photos: the flow runs on a reduction where clipped areas are over {b.flow_scale.depth_px:g} px deep, "
+        f"never below {b.flow_scale.photo_side} px (photos) or {b.flow_scale.panorama_width} px wide (panoramas) "
+        f"(--full-resolution turns it off)",
         f"training data: {_training_summary(m.get('training'))}",
         f"scores: {_scores_summary(m.get('scores'))}",
         f"licence: {m.get('licence', 'not stated')}",

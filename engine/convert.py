@@ -146,7 +146,7 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
     H, W = image.shape[:2]
     wrap = options.panorama == "on" or (options.panorama == "auto" and is_panorama(H, W))
     temperature = bundle.default_temperature if options.temperature is None else float(options.temperature)
-    factor, small = (1, image) if options.full_resolution else scale.flow_view(image, panorama=wrap)
+    factor, small = (1, image) if options.full_resolution else scale.flow_view(image, wrap, bundle.flow_scale)
     if factor == 1:
         out, spread, info = _run_flow(image, backend, bundle, options, temperature, wrap, progress, cancel)
     else:

@@ -30,12 +30,40 @@ from .tiling import row_bands, to_unit_float
 
 @dataclass(frozen=True)
 class FlowScale:
-    """The scale rule; the numbers were measured with the compact model (MODEL_CARD)."""
+    """The scale rule. The sizes are the flow's training scale, so they belong to the model:
+    a bundle states them in model.json's ``"scale"`` (``from_meta``); these defaults were
+    measured with the compact model trained on 1024x512 panoramas (MODEL_CARD)."""
 
     depth_px: float = 16.0        # deepest clipped pixel the flow should see, px from the clip's edge
     photo_side: int = 256         # never reduce a photo's long side below this (a training view)
     panorama_width: int = 1024    # never reduce a panorama below this width (the training panoramas)
     clip_code: int = 253          # a channel at or above this 8-bit code is clipped (the target rule's)
+
+    META_KEYS = ("depth_px", "photo_side", "panorama_width")
+
+    def to_meta(self) -> dict:
+        return {k: getattr(self, k) for k in self.META_KEYS}
+
+    @classmethod
+    def from_meta(cls, d: dict | None) -> "FlowScale":
+        """The rule a bundle states (missing keys, or a bundle without ``"scale"``, get the
+        defaults); check ``d`` with ``scale_problem`` first."""
+        return cls(**{k: d[k] for k in cls.META_KEYS if k in (d or {})})
+
+
+def scale_problem(d) -> str | None:
+    """What is wrong with a model.json ``"scale"`` block, or None."""
+    if not isinstance(d, dict):
+        return "must be a JSON object"
+    unknown = sorted(set(d) - set(FlowScale.META_KEYS))
+    if unknown:
+        return f"has unknown keys {unknown} (known: {list(FlowScale.META_KEYS)})"
+    for k, v in d.items():
+        integer = k != "depth_px"
+        ok = (isinstance(v, int) or (not integer and isinstance(v, float))) and not isinstance(v, bool)
+        if not ok or not np.isfinite(v) or v < (1 if integer else 0):
+            return f"'{k}' must be a {'positive integer' if integer else 'non-negative number'}, got {v!r}"
+    return None
 
 
 def _eroded(mask: np.ndarray, steps: int) -> np.ndarray:

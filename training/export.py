@@ -24,6 +24,7 @@ import torch
 from engine.bundle import Bundle, write_bundle
 from engine.errors import InputError
 from engine.geometry import GEOMETRY_CHANNELS, window_planes
+from engine.scale import FlowScale
 
 from .checkpoint import load_model
 from .flow import InvConv1x1
@@ -152,6 +153,9 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, name: str | None 
                       **({"channels": 3 + len(GEOMETRY_CHANNELS), "geometry": list(GEOMETRY_CHANNELS)}
                          if cfg.model.encoder.geometry else {})},
             "output": {"name": "hdr", "encoding": "linear", "clip_point": 1.0},
+            # the training data's scale (1024x512 panoramas, 256-px views), which engine.scale
+            # keeps large photos near; edit it in model.json for a model trained at another scale
+            "scale": FlowScale().to_meta(),
             "target_transform": cfg.model.target.to_json(),
             "config": cfg.to_json(),
             "training": {"steps": state.get("step"), "seconds_per_step": state.get("seconds_per_step"),

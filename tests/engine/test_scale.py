@@ -108,3 +108,36 @@ def test_full_resolution_must_be_a_bool():
     from engine.errors import InputError
     with pytest.raises(InputError, match="full_resolution"):
         ConvertOptions(full_resolution="yes").validate()
+
+
+def test_the_bundle_states_the_rule_and_the_converter_follows_it(tmp_path, synthetic_bundle, synthetic_backend):
+    from engine.bundle import load_bundle, write_bundle
+
+    assert synthetic_bundle.flow_scale == scale.FlowScale()            # a bundle without "scale"
+    img = disc_photo(683, 1024, 60)
+    opts = ConvertOptions(panorama="off")
+    assert convert_array(img, synthetic_backend, synthetic_bundle, opts).info["flow_factor"] == 4
+    # a model trained on larger views would say so: the same photo is then reduced less
+    rule = {"depth_px": 16, "photo_side": 512, "panorama_width": 2048}
+    big = write_bundle(tmp_path / "big", synthetic_bundle.onnx_path, {**synthetic_bundle.meta, "scale": rule})
+    assert load_bundle(tmp_path / "big").flow_scale == scale.FlowScale(16.0, 512, 2048)
+    assert convert_array(img, synthetic_backend, big, opts).info["flow_factor"] == 2
+    # and the shipped bundle states the rule its numbers were measured with
+    assert load_bundle().meta["scale"] == scale.FlowScale().to_meta()
+
+
+@pytest.mark.parametrize("block, needle", [
+    ([16], "must be a JSON object"),
+    ({"depth": 16}, "unknown keys ['depth']"),
+    ({"photo_side": 256.5}, "'photo_side' must be a positive integer"),
+    ({"panorama_width": 0}, "'panorama_width' must be a positive integer"),
+    ({"depth_px": -1}, "'depth_px' must be a non-negative number"),
+    ({"depth_px": True}, "'depth_px' must be a non-negative number"),
+])
+def test_a_bad_scale_block_is_a_one_line_bundle_error(tmp_path, synthetic_bundle, block, needle):
+    from engine.bundle import write_bundle
+    from engine.errors import BundleError
+
+    with pytest.raises(BundleError) as e:
+        write_bundle(tmp_path / "b", synthetic_bundle.onnx_path, {**synthetic_bundle.meta, "scale": block})
+    assert needle in str(e.value) and "\n" not in str(e.value)

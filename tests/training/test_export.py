@@ -8,6 +8,7 @@ import torch
 
 from engine.backends import create_backend
 from engine.bundle import load_bundle
+from engine.scale import FlowScale
 from training.checkpoint import load_model
 from training.configs import tiny
 from training.export import check_parity, export_bundle, main
@@ -35,6 +36,7 @@ def test_export_writes_verified_bundle(checkpoint, tmp_path):
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
     assert dims["ldr"][0] == "n" and isinstance(dims["ldr"][2], str) and isinstance(dims["ldr"][3], str)
     assert load_bundle(tmp_path / "bundle").sha256 == bundle.sha256
+    assert bundle.meta["scale"] == FlowScale().to_meta()   # the training scale engine.scale keeps near
 
 
 def test_exported_graph_runs_at_two_sizes_and_matches_torch(checkpoint, tmp_path):
