@@ -123,3 +123,23 @@ def test_the_light_stage_alone_needs_the_same_memory_at_any_size():
         peaks.append(peak)
     assert max(peaks) <= 40 << 20, [p / 2**20 for p in peaks]
     assert abs(peaks[1] - peaks[0]) <= 1 << 20, [p / 2**20 for p in peaks]   # 4x the pixels, same memory
+
+
+def test_the_flow_scale_path_stays_within_one_batch(synthetic_bundle, monkeypatch):
+    """With engine.scale on (the default), a small highlight (the flow runs at full size after
+    the clip-depth check) and a deep one (the flow runs on a reduction and its correction is
+    carried up in row bands) both stay within the full-size arrays plus one batch."""
+    import engine.convert
+
+    cache = 2 << 20
+    monkeypatch.setattr(engine.convert, "LATENT_CACHE_BYTES", cache)
+    tile, H, W = 512, 2048, 4096
+    batch = 2 * tile * tile * (3 * 4) * 6
+    full = H * W * (3 * 4 + 4)
+    for radius, factor in ((6, 1), (300, 4)):
+        img = np.full((H, W, 3), 128, np.uint8)
+        yy, xx = np.ogrid[:H, :W]
+        img[(yy - H // 3) ** 2 + (xx - W // 2) ** 2 <= radius**2] = 255
+        result, peak = _peak(lambda: convert_array(img, SquareBackend(), synthetic_bundle, ConvertOptions(tile=tile)))
+        assert result.info["flow_factor"] == factor
+        assert peak - full <= batch + cache, (radius, (peak - full) / 2**20, (batch + cache) / 2**20)
