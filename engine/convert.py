@@ -101,6 +101,8 @@ class ConvertResult:
                 else f"{dst}: peak {-peak:.1f} stops below clip")
         if self.info.get("light_stops"):
             line += f", clipped light raised {self.info['light_stops']:.1f} stops"
+        if self.info.get("flow_factor", 1) > 1:
+            line += f", clipped areas judged at 1/{self.info['flow_factor']} size"
         return line
 
 
@@ -337,6 +339,8 @@ def exr_header(source_name: str, result: ConvertResult, bundle, options: Convert
         "hdrcnf_samples": str(result.info["samples"]),
         "hdrcnf_exposure": f"{float(options.exposure):g}",
         "hdrcnf_source": source_name,
+        # 1, or the reduction engine.scale ran the flow at (what --full-resolution would change)
+        "hdrcnf_flow_factor": str(result.info.get("flow_factor", 1)),
     }
     if result.info.get("light_stops") is not None:
         header["hdrcnf_light_stops"] = f"{result.info['light_stops']:.3f}"

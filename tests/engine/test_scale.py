@@ -141,3 +141,19 @@ def test_a_bad_scale_block_is_a_one_line_bundle_error(tmp_path, synthetic_bundle
     with pytest.raises(BundleError) as e:
         write_bundle(tmp_path / "b", synthetic_bundle.onnx_path, {**synthetic_bundle.meta, "scale": block})
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_exr_and_the_summary_say_which_scale_the_flow_ran_at(tmp_path, model_bundle, model_backend):
+    import OpenEXR
+
+    from engine.convert import convert_file
+
+    from .conftest import save_png
+
+    src = save_png(tmp_path / "plate.png", make_photo(683, 1024, seed=2, sun=(0.45, 0.5)))
+    for full, factor in ((False, "4"), (True, "1")):
+        dst = tmp_path / f"plate_{factor}.exr"
+        result = convert_file(src, dst, model_backend, model_bundle,
+                              ConvertOptions(panorama="off", full_resolution=full))
+        assert OpenEXR.File(str(dst)).header()["hdrcnf_flow_factor"] == factor
+        assert ("judged at 1/4 size" in result.summary(dst)) == (not full)
