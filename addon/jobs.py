@@ -41,6 +41,7 @@ class Settings:
     exposure: float = 0.0             # EV baked into the result (x 2**EV)
     panorama: str = "auto"            # auto | on | off
     light: bool = True                # panoramas: add the light the clip hides (engine.light)
+    full_resolution: bool = False     # run the flow at the photo's own size (no engine.scale reduction)
     backend: str = "auto"             # auto | onnxruntime | tensorrt
     threads: int = 0                  # 0: the engine's default (physical cores)
     model_dir: str = ""               # "" : the bundled default model
@@ -72,6 +73,7 @@ class Output:
     source: Source
     settings: Settings
     light_stops: float | None = None  # stops the light stage added (None: not a panorama, off or nothing clipped)
+    flow_factor: int = 1              # the reduction engine.scale ran the flow at (1: full size)
 
 
 # ------------------------------------------------------------------------- engine helpers
@@ -131,14 +133,14 @@ def run_conversion(source: Source, settings: Settings, progress=None, cancel=Non
     options = convert.ConvertOptions(
         temperature=settings.temperature, seed=int(settings.seed), samples=int(settings.samples),
         exposure=float(settings.exposure), panorama=settings.panorama, tile=int(settings.tile),
-        light=bool(settings.light))
+        light=bool(settings.light), full_resolution=bool(settings.full_resolution))
     result = convert.convert_array(ldr, backend, bundle, options, progress=progress, cancel=cancel)
     return Output(
         hdr=result.hdr, panorama=bool(result.panorama), seconds=float(result.seconds),
         total_seconds=time.perf_counter() - t0, model_name=bundle.name, model_version=bundle.version,
         model_sha256=bundle.sha256, backend=describe_backend(backend),
         peak_stops=float(result.peak_stops), source=source, settings=settings,
-        light_stops=result.info.get("light_stops"))
+        light_stops=result.info.get("light_stops"), flow_factor=int(result.info.get("flow_factor", 1)))
 
 
 def error_message(exc: BaseException) -> str:
@@ -317,6 +319,7 @@ def apply_result(context, output: Output, scene=None):
         "hdrcnf_panorama": bool(output.panorama),
         "hdrcnf_peak_stops": float(output.peak_stops),
         "hdrcnf_light_stops": -1.0 if output.light_stops is None else float(output.light_stops),
+        "hdrcnf_flow_factor": int(output.flow_factor),
         "hdrcnf_seconds": float(output.seconds),
     }
     return nodes.install_result(scene, output.hdr, output.source.name, meta)

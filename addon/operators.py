@@ -72,7 +72,7 @@ def prepare(context) -> tuple[jobs.Source, jobs.Settings]:
     settings = jobs.Settings(
         temperature=None if s.use_model_temperature else float(s.temperature),
         seed=int(s.seed), samples=int(s.samples), exposure=float(s.exposure), panorama=s.panorama,
-        light=bool(s.restore_light),
+        light=bool(s.restore_light), full_resolution=bool(s.full_resolution),
         backend=prefs.backend, threads=int(prefs.threads), model_dir=preferences.model_folder(prefs),
         cache_dir=cache)
     if s.source == 'IMAGE':
@@ -111,7 +111,8 @@ def _finish(context, report, output: jobs.Output, image, scene=None) -> set:
     w, h = image.size
     text = (f"{image.name}: {w}x{h}, peak {output.peak_stops:+.1f} stops, {output.seconds:.1f} s"
             f"{' (panorama)' if output.panorama else ''}"
-            f"{f', clipped light +{output.light_stops:.1f} stops' if output.light_stops else ''}")
+            f"{f', clipped light +{output.light_stops:.1f} stops' if output.light_stops else ''}"
+            f"{f', clipped areas judged at 1/{output.flow_factor} size' if output.flow_factor > 1 else ''}")
     _set_status(context, text)
     report({'INFO'}, f"Converted {text}")
     return {'FINISHED'}

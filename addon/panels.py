@@ -35,6 +35,7 @@ def draw_hdrcnf(layout, context, compositor: bool) -> None:
     col.prop(s, "exposure")
     col.row().prop(s, "panorama", expand=True)
     col.prop(s, "restore_light")
+    col.prop(s, "full_resolution")
 
     if st.running:
         row = layout.row(align=True)

@@ -59,6 +59,12 @@ class HDRCNF_SceneSettings(PropertyGroup):
                     "predicted by the model's light stage (nothing when it predicts only a little). "
                     "Turn it off for an overcast sky or an evenly lit room, where it can still add a sun "
                     "that is not there. Off: the flow's output alone")
+    full_resolution: BoolProperty(
+        name="Full Resolution", default=False,
+        description="Judge clipped areas at the photo's own size. Off (recommended): where a clipped "
+                    "area is too large for the model to see across (a lamp or sky in a big plate), the "
+                    "model looks at a reduced copy and its correction is carried back up onto the full-size "
+                    "photo, which recovers those highlights better")
     result: PointerProperty(name="Result", type=bpy.types.Image, poll=_poll_result,
                             description="The HDR image used by Use as World and Save as EXR")
     world_strength: FloatProperty(name="Strength", default=1.0, min=0.0, soft_max=10.0,

@@ -175,6 +175,14 @@ RESULT["job3"] = [job3.wait(60), job3.error]
 bpy.context.scene.hdrcnf.filepath = PHOTO
 RESULT["invoke"] = list(bpy.ops.hdrcnf.convert('INVOKE_DEFAULT'))
 RESULT["engine_module"] = [m for m in sys.modules if m == "engine" or m.endswith(".engine.convert")]
+
+# 5. a plate with a deep clipped disc is judged on a reduced copy unless Full Resolution is on
+yy, xx = np.mgrid[0:683, 0:1024]
+plate = np.full((683, 1024, 3), 90 / 255, np.float32)
+plate[(yy - 341) ** 2 + (xx - 512) ** 2 <= 60 ** 2] = 1.0
+big = jobs.Source(name="plate", key="plate", pixels=plate)
+RESULT["factors"] = [jobs.run_conversion(big, jobs.Settings(panorama="off", full_resolution=full)).flow_factor
+                     for full in (False, True)]
 done()
 '''
 
@@ -192,6 +200,7 @@ def test_conversion_job_progress_cancel_and_failure(blender, small_pano, error_f
     assert res["invoke"] == ["FINISHED"]
     # only the vendored engine was used, never a top-level `engine` from the source tree
     assert res["engine_module"] == ["bl_ext.user_default.hdrcnf.engine.convert"]
+    assert res["factors"] == [4, 1]   # engine.scale by default, the photo's own size with Full Resolution
 
 
 MODAL = '''
