@@ -464,7 +464,8 @@ def run(args: argparse.Namespace) -> dict:
     labels = {name: b.label for name, b in BASELINES.items()}
     if runner:
         stage = ", light stage" if runner.light_stage else ""
-        labels["model"] = f"{runner.name} (T={_fmt(runner.effective_temperature)}{stage})"
+        full = ", full resolution" if runner.full_resolution else ""
+        labels["model"] = f"{runner.name} (T={_fmt(runner.effective_temperature)}{stage}{full})"
 
     # Sources are made per image as we go, so memory holds one image's views at a time.
     sources = (s for im in images for s in make_sources(im.name, im.pixels, im.panorama, args.max_width, args.upscale))

@@ -176,6 +176,13 @@ def test_model_bundle_end_to_end(data_dir, tmp_path, capsys):
     for a, b in zip(res["inputs"], flow["inputs"]):
         if a["kind"] == "photo":
             assert a["methods"]["model"]["pu21_psnr"] == b["methods"]["model"]["pu21_psnr"]
+    # --full-resolution is recorded and named in the report, so its numbers cannot pass for the default's
+    js3 = tmp_path / "full.json"
+    rc, out, err = _run(["--model", DEFAULT_BUNDLE, "--data", data_dir, "--json", js3, "--quiet",
+                         "--temperature", "0.5", "--max-images", "1", "--no-light", "--full-resolution"], capsys)
+    assert rc == 0, err
+    assert json.loads(js3.read_text())["model"]["full_resolution"] is True
+    assert "(T=0.50, full resolution)" in out.split("### All inputs")[1]
 
 
 def test_record_stores_the_averages_in_the_bundle_and_leaves_the_graph_alone(data_dir, tmp_path, capsys):
