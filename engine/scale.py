@@ -4,9 +4,8 @@ Why: the flow judges a clipped pixel from the 56 px around it (its receptive fie
 trained on views of 1024x512 panoramas, where a photo is about 256 px wide and a lamp or a sky
 is a blob that window can see the rim of. In a 4000-px photo of the same scene the blob is 15
 times wider: deep inside it every window sees flat white, and the flow's answer no longer says
-how bright the thing is. Measured on photos cut from the held-out panoramas at 4x their own
-resolution (MODEL_CARD, "Large photos"), the highlight error rose from 0.45 to 0.69 stops
-(naive inverse 0.88).
+how bright the thing is. Measured on the held-out split made 4x larger (MODEL_CARD, "Large
+photos"), the photos' highlight error rose from 0.45 to 0.65 stops (naive inverse 0.85).
 
 So an image whose clipped areas are too deep for the window is converted as a smaller copy, the
 smallest power-of-two reduction at which no clipped pixel lies more than ``depth_px`` from an

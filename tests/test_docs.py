@@ -64,3 +64,25 @@ def test_markdown_reports_match_their_json():
         md = (ROOT / "docs" / f"{stem}.md").read_text()
         check(table_rows(md, "### All inputs"), f"{stem}.json")
         assert re.search(r"\d+ images → \d+ inputs", md)
+
+
+def test_the_large_photos_table_is_what_the_upscaled_evaluations_printed():
+    """MODEL_CARD "Large photos": each cell is naive / flow at full size / engine.scale, read from
+    docs/eval-large-x{S}-full.json and docs/eval-large-x{S}.json."""
+    rows = table_rows((ROOT / "MODEL_CARD.md").read_text(), "| held-out split, flow alone")
+    rows.pop("held-out split, flow alone")  # the header row
+    cells = {  # column: (group, metric)
+        0: ("all", "highlight_stops"), 1: ("photo", "highlight_stops"), 2: ("panorama", "highlight_stops"),
+        3: ("all", "pu21_psnr"), 4: ("panorama", "irradiance_rel_error"),
+    }
+    assert len(rows) == 3, rows
+    for (label, got), size in zip(rows.items(), ("x1", "x2", "x4")):
+        full, scaled = (json.loads((ROOT / "docs" / f"eval-large-{size}{s}.json").read_text())
+                        for s in ("-full", ""))
+        assert full["model"]["full_resolution"] is True and scaled["model"]["full_resolution"] is False
+        assert full["config"] == scaled["config"]
+        for col, (group, metric) in cells.items():
+            fmt = f"{{:.{DIGITS.get(metric, 3)}f}}"
+            want = " / ".join(fmt.format(d["averages"][group][m][metric])
+                              for d, m in ((full, "naive_inverse"), (full, "model"), (scaled, "model")))
+            assert got[col] == want, (label, group, metric, got[col], want)
