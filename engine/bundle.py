@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from .errors import BundleError
 from .geometry import GEOMETRY_CHANNELS
+from .jsonvalues import is_int, is_number
 from .io import atomic_write
 from .light import LightHead, head_problem
 from .scale import FlowScale, scale_problem
@@ -151,12 +151,6 @@ def validate_meta(meta, where) -> None:
     def fail(problem: str):
         raise BundleError(f"{where}: {problem}; re-export or reinstall the model")
 
-    def is_int(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    def is_num(v) -> bool:
-        return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
-
     if not isinstance(meta, dict):
         fail("top level must be a JSON object")
     fmt = meta.get("format")
@@ -178,7 +172,7 @@ def validate_meta(meta, where) -> None:
         "stride": (lambda v: is_int(v) and v >= 1, "a positive integer"),
         "latents": (lambda v: isinstance(v, list) and len(v) >= 1, "a non-empty list"),
         "receptive_field": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
-        "default_temperature": (lambda v: is_num(v) and v >= 0, "a non-negative number"),
+        "default_temperature": (lambda v: is_number(v) and v >= 0, "a non-negative number"),
     }
     for key, (ok, what) in required.items():
         if key not in meta:
@@ -203,7 +197,7 @@ def validate_meta(meta, where) -> None:
     if channels != 3 + len(geometry):
         fail(f"'input.channels' must be 3 + the number of geometry planes ({3 + len(geometry)}), got {channels!r}")
     clip = meta.get("output", {}).get("clip_point", 1.0)
-    if not is_num(clip) or clip <= 0:
+    if not is_number(clip) or clip <= 0:
         fail(f"'output.clip_point' must be a positive number, got {clip!r}")
     if "light" in meta and (problem := head_problem(meta["light"])):
         fail(f"'light' {problem}")

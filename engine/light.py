@@ -24,6 +24,7 @@ import numpy as np
 
 from .color import luminance
 from .io import to_unit_float
+from .jsonvalues import is_number
 from .sphere import area_resize, area_resize_rows, equirect_latitudes, equirect_longitudes, equirect_solid_angles
 
 #: The statistics the amount is predicted from, in the order of a head's weights. A head that
@@ -99,8 +100,7 @@ def head_problem(d) -> str | None:
     """What is wrong with a model.json ``light`` block, in a few words; None when it is valid."""
 
     def numbers(v, n) -> bool:
-        return (isinstance(v, list) and len(v) == n and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v))
+        return isinstance(v, list) and len(v) == n and all(map(is_number, v))
 
     n = len(FEATURES)
     if not isinstance(d, dict):

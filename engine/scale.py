@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .color import srgb_to_linear
+from .jsonvalues import is_int, is_number
 from .light import clipped_mask
 from .sphere import area_resize_rows
 from .tiling import row_bands, to_unit_float
@@ -58,10 +59,10 @@ def scale_problem(d) -> str | None:
     if unknown:
         return f"has unknown keys {unknown} (known: {list(FlowScale.META_KEYS)})"
     for k, v in d.items():
-        integer = k != "depth_px"
-        ok = (isinstance(v, int) or (not integer and isinstance(v, float))) and not isinstance(v, bool)
-        if not ok or not np.isfinite(v) or v < (1 if integer else 0):
-            return f"'{k}' must be a {'positive integer' if integer else 'non-negative number'}, got {v!r}"
+        if k == "depth_px" and not (is_number(v) and v >= 0):
+            return f"'{k}' must be a non-negative number, got {v!r}"
+        if k != "depth_px" and not (is_int(v) and v >= 1):
+            return f"'{k}' must be a positive integer, got {v!r}"
     return None
 
 
