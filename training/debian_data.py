@@ -27,14 +27,8 @@ None of these scenes is in the held-out split (``training/splits/val.txt``).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
-import lzma
 import struct
 import sys
-import tarfile
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +38,7 @@ from engine.io import write_exr
 from engine.sphere import area_resize, equirect_directions
 
 from .data import read_hdr_bytes
+from .downloads import ARCHIVE_ERRORS, Source, extract_members, fetch
 from .metrics import peak_stops
 
 POOL = "http://deb.debian.org/debian/pool/main"
@@ -52,15 +47,6 @@ FLOAT_CEILING = 64512.0    # the largest finite unsigned 10-bit float; these sky
 MIN_RANGE_STOPS = 6.0      # a skybox whose peak is less than 2^6 x its median was clipped at capture
 EQUIRECT_SIZE = (256, 512)
 SUPERSAMPLE = 4            # cube faces are sampled on a 4x finer equirect grid, then area-averaged
-
-
-@dataclass(frozen=True)
-class Source:
-    """One pinned download and the image files to take from it."""
-    url: str
-    sha256: str
-    licence: str
-    members: tuple[str, ...]     # paths inside the archive's data
 
 
 SOURCES = (
@@ -80,41 +66,6 @@ SOURCES = (
                  for n in ("brightday", "crossroads", "hall", "konzerthaus", "nightlights", "park",
                            "park2", "pillars", "streetlamp"))),
 )
-
-
-def check_sha256(url: str, data: bytes, want: str) -> None:
-    got = hashlib.sha256(data).hexdigest()
-    if got != want:
-        raise InputError(f"{url}: SHA-256 {got[:16]}... does not match the pinned {want[:16]}...")
-
-
-def deb_data_tar(deb: bytes) -> tarfile.TarFile:
-    """The ``data.tar.xz`` inside a Debian package (an ``ar`` archive of 60-byte member headers)."""
-    if not deb.startswith(b"!<arch>\n"):
-        raise InputError("not a Debian package (no ar archive magic)")
-    pos = 8
-    while pos + 60 <= len(deb):
-        name = deb[pos:pos + 16].decode("ascii").strip().rstrip("/")
-        size = int(deb[pos + 48:pos + 58].decode("ascii"))
-        body = deb[pos + 60:pos + 60 + size]
-        if name == "data.tar.xz":
-            return tarfile.open(fileobj=io.BytesIO(lzma.decompress(body)), mode="r:")
-        pos += 60 + size + (size & 1)
-    raise InputError("no data.tar.xz in the Debian package")
-
-
-def extract_members(archive: bytes, members: tuple[str, ...]) -> dict[str, bytes]:
-    """{member path: bytes} from a ``.deb`` or a ``.tar.gz``; a missing member is an InputError."""
-    tar = deb_data_tar(archive) if archive.startswith(b"!<arch>\n") else tarfile.open(
-        fileobj=io.BytesIO(archive), mode="r:gz")
-    with tar:
-        out = {}
-        for member in members:
-            try:
-                out[member] = tar.extractfile(member).read()
-            except (KeyError, AttributeError):
-                raise InputError(f"{member} is not in the archive") from None
-    return out
 
 
 def unpack_float(bits: np.ndarray, mantissa_bits: int) -> np.ndarray:
@@ -196,19 +147,6 @@ def convert(member: str, data: bytes, scratch: Path) -> tuple[np.ndarray | None,
     return np.maximum(read_hdr_bytes(data, f"source.{Path(member).name}", scratch), 0.0), None
 
 
-def fetch(source: Source, cache: Path | None) -> bytes:
-    """The source's bytes: from ``cache`` (a folder of already downloaded files) when it has them,
-    else from the archive; checked against the pinned SHA-256 either way."""
-    local = cache / source.url.rsplit("/", 1)[1] if cache is not None else None
-    if local is not None and local.exists():
-        data = local.read_bytes()
-    else:
-        with urllib.request.urlopen(source.url, timeout=300) as resp:
-            data = resp.read()
-    check_sha256(source.url, data, source.sha256)
-    return data
-
-
 def write_images(sources, out: Path, cache: Path | None) -> tuple[list[str], list[str]]:
     """Convert and write every usable image; returns MANIFEST rows and what was left out, why.
     Every archive is fetched, checked and unpacked before ``out`` is touched, so a bad download
@@ -250,7 +188,7 @@ def main(argv=None) -> int:
     try:
         rows, skipped = write_images(SOURCES, args.out, args.cache)
         write_manifest(args.out, rows, skipped)
-    except (InputError, OSError, tarfile.TarError, lzma.LZMAError) as exc:
+    except (InputError, OSError, *ARCHIVE_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(rows)} images in {args.out}")
