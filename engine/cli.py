@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import Cancelled, InputError
+from .limits import MAX_EXPOSURE_EV, MAX_TEMPERATURE
 
 PROG = "hdrcnf"
 
@@ -33,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _number(kind, minimum=None, strict=False, what=""):
+def _number(kind, minimum=None, strict=False, what="", maximum=None):
     def parse(text):
         try:
             v = kind(text)
@@ -42,7 +43,9 @@ def _number(kind, minimum=None, strict=False, what=""):
         if isinstance(v, float) and not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         if minimum is not None and (v <= minimum if strict else v < minimum):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text}")
+        if maximum is not None and v > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum:g}, got {text}")
         return v
 
     return parse
@@ -60,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", metavar="DIR", default=None, help="model bundle folder (default: the bundled model)")
     c.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"))
     c.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
-    c.add_argument("--temperature", type=_number(float, 0.0, what="number"), default=None, metavar="T",
-                   help="latent temperature >= 0 (default: the model's)")
+    c.add_argument("--temperature", type=_number(float, 0.0, what="number", maximum=MAX_TEMPERATURE), default=None,
+                   metavar="T", help=f"latent temperature, 0 to {MAX_TEMPERATURE:g} (default: the model's)")
     c.add_argument("--seed", type=_number(int, 0, what="integer"), default=0, metavar="S")
     c.add_argument("--samples", type=_number(int, 1, what="integer"), default=None, metavar="N",
                    help="average N flow samples (default 1, or 4 with --uncertainty)")
@@ -70,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "as an 'uncertainty' channel")
     c.add_argument("--tile", type=_number(int, 1, what="integer"), default=1024, metavar="PX",
                    help="tile size in pixels including context (default 1024)")
-    c.add_argument("--exposure", type=_number(float, what="number"), default=0.0, metavar="EV")
+    c.add_argument("--exposure", type=_number(float, -MAX_EXPOSURE_EV, what="number", maximum=MAX_EXPOSURE_EV),
+                   default=0.0, metavar="EV",
+                   help=f"scale the output by 2^EV, -{MAX_EXPOSURE_EV:g} to {MAX_EXPOSURE_EV:g} (default 0)")
     c.add_argument("--panorama", default="auto", choices=("auto", "on", "off"),
                    help="wrap horizontally (auto: 2:1 images)")
     c.add_argument("--no-light", dest="light", action="store_false",
@@ -160,33 +165,46 @@ def plan_jobs(inputs: list[str], output: str) -> tuple[list[tuple[Path, Path]], 
     """Resolve IN... and OUT into (source, destination) pairs and per-input problems.
 
     Raises InputError for problems with OUT itself (they concern every input)."""
-    from .io import list_images
+    from .io import list_images, path_kind
 
+    if not output.strip():
+        raise InputError("the output path (-o) is empty")
     sources: list[Path] = []
     bad: list[str] = []
+    input_kinds = []
     for text in inputs:
         p = Path(text)
-        if p.is_dir():
-            found = list_images(p)
-            if not found:
-                bad.append(f"{p}: folder contains no images (.jpg .jpeg .png .tif .tiff)")
-            sources.extend(found)
-        elif p.exists():
-            sources.append(p)
-        else:
-            bad.append(f"{p}: no such file")
+        try:
+            kind = path_kind(p)
+            input_kinds.append(kind)
+            if kind == "dir":
+                try:
+                    found = list_images(p)
+                except OSError as e:
+                    raise InputError(f"{p}: cannot list folder: {e.strerror or e}") from None
+                if not found:
+                    bad.append(f"{p}: folder contains no images (.jpg .jpeg .png .tif .tiff)")
+                sources.extend(found)
+            elif kind == "file":
+                sources.append(p)
+            else:
+                bad.append(f"{p}: no such file")
+        except InputError as e:
+            bad.append(str(e))
     out = Path(output)
-    single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    if single and not out.is_dir():
+    out_kind = path_kind(out)
+    single = len(inputs) == 1 and input_kinds[:1] != ["dir"]
+    if single and out_kind != "dir":
         if out.suffix.lower() != ".exr":
             raise InputError(f"{out}: output must be an .exr file (or an existing folder) for a single input")
         dest = lambda src: out  # noqa: E731
     else:
-        if out.exists() and not out.is_dir():
+        if out_kind == "file":
             raise InputError(f"{out}: output must be a folder when converting several images or a folder")
-        if not out.exists() and out.suffix.lower() == ".exr":
+        if out_kind == "missing" and out.suffix.lower() == ".exr":
             raise InputError(f"{out}: output must be a folder (not an .exr file) when converting several images")
         dest = lambda src: out / (src.stem + ".exr")  # noqa: E731
+    _check_output_parent(out if out_kind == "dir" else out.parent)
     inputs_resolved = {s.resolve() for s in sources}
     jobs: list[tuple[Path, Path]] = []
     seen_src: set[Path] = set()
@@ -209,10 +227,24 @@ def plan_jobs(inputs: list[str], output: str) -> tuple[list[tuple[Path, Path]], 
     return jobs, bad
 
 
+def _check_output_parent(folder: Path) -> None:
+    """The nearest existing folder on the way to the output must be a folder: a file there (say
+    -o photo.png/out.exr) is named, rather than reported later as 'File exists'."""
+    from .io import path_kind
+
+    for parent in (folder, *folder.parents):
+        kind = path_kind(parent)
+        if kind == "file":
+            raise InputError(f"{parent}: is a file, so the output cannot go inside it")
+        if kind == "dir":
+            return
+
+
 def _cmd_convert(args) -> int:
     from .backends import create_backend
     from .bundle import load_bundle
     from .convert import ConvertOptions, convert_file
+    from .io import path_kind
 
     t0 = time.perf_counter()
     if args.samples is None:
@@ -249,12 +281,12 @@ def _cmd_convert(args) -> int:
         tty = sys.stderr.isatty()
         bar = _bar(len(jobs), "images", tty)
         for src, dst in jobs:
-            if dst.exists() and not args.overwrite:
-                skipped += 1
-                bar.update(1)
-                continue
-            tiles = _bar(1000, src.name, tty, leave=False)
+            tiles = None
             try:
+                if not args.overwrite and path_kind(dst) == "file":  # a folder there is convert_file's error
+                    skipped += 1
+                    continue
+                tiles = _bar(1000, src.name, tty, leave=False)
                 result = convert_file(src, dst, backend, bundle, options, overwrite=args.overwrite,
                                       half=args.half, compression=args.compression,
                                       progress=lambda f, t=tiles: t.update(round(f * 1000) - t.n))
@@ -276,8 +308,9 @@ def _cmd_convert(args) -> int:
                     converted += 1
                     _say(bar, result.summary(dst), sys.stdout)
             finally:
-                tiles.close()
-            bar.update(1)
+                if tiles is not None:
+                    tiles.close()
+                bar.update(1)
         bar.close()
     print(f"converted {converted}, skipped {skipped}, failed {failed + internal} in "
           f"{time.perf_counter() - t0:.1f}s", flush=True)

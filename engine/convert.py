@@ -11,7 +11,9 @@ shared with the Ray pipeline in engine.ray_batch).
 """
 from __future__ import annotations
 
+import errno
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ from .errors import Cancelled, InputError
 from .geometry import window_planes
 from .io import read_ldr_raw, write_exr
 from .latent import LatentField
+from .limits import MAX_EXPOSURE_EV, MAX_TEMPERATURE
 from .tiling import (PaddedSource, accumulate, blend_weights, default_overlap, min_tile, plan_tiles, region_of,
                      row_bands)
 
@@ -58,8 +61,8 @@ class ConvertOptions:
     def validate(self) -> None:
         """Raise InputError (one line, phrased like the CLI flag) on an invalid option."""
         t = self.temperature
-        if t is not None and (not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0):
-            raise InputError(f"--temperature must be a finite number >= 0, got {t}")
+        if t is not None and (not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 <= t <= MAX_TEMPERATURE):
+            raise InputError(f"--temperature must be a number from 0 to {MAX_TEMPERATURE:g}, got {t}")
         if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError(f"--seed must be a non-negative integer, got {self.seed}")
         if not isinstance(self.samples, (int, np.integer)) or self.samples < 1:
@@ -68,8 +71,9 @@ class ConvertOptions:
             raise InputError(f"--uncertainty needs --samples 2 or more, got {self.samples}")
         if not isinstance(self.tile, (int, np.integer)) or self.tile < 1:
             raise InputError(f"--tile must be a positive number of pixels, got {self.tile}")
-        if not math.isfinite(self.exposure):
-            raise InputError(f"--exposure must be a finite number, got {self.exposure}")
+        if not math.isfinite(self.exposure) or abs(self.exposure) > MAX_EXPOSURE_EV:
+            raise InputError(f"--exposure must be a number of stops from -{MAX_EXPOSURE_EV:g} to "
+                             f"{MAX_EXPOSURE_EV:g}, got {self.exposure}")
         if self.panorama not in PANORAMAS:
             raise InputError(f"--panorama must be one of {', '.join(PANORAMAS)}, got {self.panorama!r}")
         if not isinstance(self.light, (bool, np.bool_)):
@@ -315,12 +319,15 @@ def convert_file(src, dst, backend, bundle, options: ConvertOptions | None = Non
     options.validate()
     if dst.suffix.lower() != ".exr":
         raise InputError(f"{dst}: output must be an .exr file")
-    if src.exists() and dst.exists() and src.resolve() == dst.resolve():
-        raise InputError(f"{dst}: output would overwrite the input")
-    if dst.exists() and not overwrite:
-        return None
-    if dst.is_dir():
-        raise InputError(f"{dst}: output is a folder, not a file")
+    try:
+        if src.exists() and dst.exists() and src.resolve() == dst.resolve():
+            raise InputError(f"{dst}: output would overwrite the input")
+        if dst.is_dir():
+            raise InputError(f"{dst}: output is a folder, not a file")
+        if dst.exists() and not overwrite:
+            return None
+    except OSError as e:  # a folder on the way that the user may not enter
+        raise InputError(f"{dst}: cannot access: {e.strerror or e}") from None
     image = read_ldr_raw(src)
     result = convert_array(image, backend, bundle, options, progress=progress, cancel=cancel)
     del image  # the input's memory is free before the output is encoded
@@ -361,6 +368,24 @@ def write_result(dst, source_name: str, result: ConvertResult, bundle, options: 
                   header=_exr_header(exr_header(source_name, result, bundle, options)))
     except OSError as e:  # permissions, read-only or full disk: the user's output path, not our bug
         raise InputError(f"{dst}: cannot write output: {e.strerror or e}") from None
+    except RuntimeError as e:  # OpenEXR reports the same failures as RuntimeError, with the OS's words
+        reason = _os_write_failure(str(e))
+        if reason is None:
+            raise
+        raise InputError(f"{dst}: cannot write output: {reason}") from None
+
+
+# The OS errors a write can meet on the user's side (full disk or quota, permissions, read-only or
+# failing storage, file size limit): OpenEXR's RuntimeError carries their strerror text.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EFBIG)
+
+
+def _os_write_failure(message: str) -> str | None:
+    for code in _WRITE_ERRNOS:
+        reason = os.strerror(code)
+        if reason in message:
+            return reason
+    return None
 
 
 def _exr_header(h: dict) -> dict:

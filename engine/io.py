@@ -1,9 +1,11 @@
-"""Image files in and out: LDR photos (JPEG, PNG 8/16-bit, TIFF 8/16-bit), HDR (OpenEXR, Radiance).
+"""Image files in and out: LDR photos (JPEG, PNG 8/16-bit, TIFF 8/16/32-bit and float), HDR (OpenEXR, Radiance).
 
 Why this module is more than `Image.open`:
 - Pillow silently truncates 16-bit RGB PNG/TIFF to 8 bits, so those go through pypng / tifffile
-  (both pure Python, small enough to vendor into the Blender extension).
-- EXIF orientation must be applied, or portrait photos come out sideways.
+  (both pure Python, small enough to vendor into the Blender extension); tifffile also reads the
+  TIFFs Pillow cannot open (float and 32-bit samples, 16-bit gray with alpha).
+- EXIF orientation must be applied, or portrait photos come out sideways. Newer Pillow applies a
+  TIFF's orientation itself while loading, older Pillow does not: both are handled.
 - Every failure (missing, empty, truncated, not an image, too small, decompression bomb) becomes
   an `InputError` with one line naming the file, which the CLI prints as-is (exit 2).
 - The OpenEXR bindings write non-C-contiguous arrays silently wrong (measured: errors up to 1.0),
@@ -74,37 +76,54 @@ def read_ldr_raw(path) -> np.ndarray:
         try:
             im = Image.open(p)
         except UnidentifiedImageError:
-            raise InputError(f"{p}: not an image (JPEG, PNG or TIFF expected)") from None
+            if not _is_tiff(p):
+                raise InputError(f"{p}: not an image (JPEG, PNG or TIFF expected)") from None
+            im = None  # a TIFF Pillow cannot open (float, 32-bit, 16-bit gray + alpha): tifffile reads it
         except Image.DecompressionBombError as e:
             raise InputError(f"{p}: refused as a possible decompression bomb: {e}") from None
         except _PIL_DECODE_ERRORS as e:
             raise InputError(f"{p}: cannot read image: {e}") from None
+        if im is None:
+            arr, orientation = _decode_tiff(p)
+            return np.ascontiguousarray(apply_orientation(arr, orientation))
         with im:
             w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise InputError(f"{p}: refused as a possible decompression bomb: {w}x{h} = "
-                                 f"{w * h / 1e6:.0f} Mpx exceeds the {MAX_PIXELS / 1e6:.0f} Mpx limit")
-            if w < MIN_SIDE or h < MIN_SIDE:
-                raise InputError(f"{p}: image is {w}x{h} pixels, smaller than the "
-                                 f"{MIN_SIDE}x{MIN_SIDE} minimum")
-            try:
-                orientation = int(im.getexif().get(0x0112, 1) or 1)
-            except Exception:  # a broken EXIF block must not stop the conversion
-                orientation = 1
+            _check_size(p, w, h)
+            tiff_orientation = _tiff_orientation(im.tag_v2) if im.format == "TIFF" else 1
             try:
                 if im.format == "PNG" and _png_bit_depth(p) == 16:
                     arr = _decode_png16(p)
                 elif im.format == "TIFF" and _tiff_needs_tifffile(im):
-                    arr = _decode_tiff16(p)
+                    arr, orientation = _decode_tiff(p)
+                    return np.ascontiguousarray(apply_orientation(arr, orientation))
                 else:
                     arr = _decode_pil(im, p)
             except (InputError, MemoryError):
                 raise
             except Exception as e:  # decoders raise many types on corrupt data
                 raise InputError(f"{p}: truncated or corrupt image data: {e}") from None
+            if im.format == "TIFF":
+                # Newer Pillow applies a TIFF's orientation itself while loading (and drops the tag);
+                # older Pillow leaves both to us.
+                orientation = tiff_orientation if _tiff_orientation(im.tag_v2) != 1 else 1
+            else:
+                # Only after the pixels: for a PNG, getexif() decodes the image, and a broken EXIF
+                # block is ignored -- which must not swallow a broken pixel stream with it.
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1) or 1)
+                except Exception:  # a broken EXIF block must not stop the conversion
+                    orientation = 1
     if arr.shape[0] != h or arr.shape[1] != w:
         raise InputError(f"{p}: decoded size {arr.shape[1]}x{arr.shape[0]} does not match header {w}x{h}")
     return np.ascontiguousarray(apply_orientation(arr, orientation))
+
+
+def _check_size(p: Path, w: int, h: int) -> None:
+    if w * h > MAX_PIXELS:
+        raise InputError(f"{p}: refused as a possible decompression bomb: {w}x{h} = "
+                         f"{w * h / 1e6:.0f} Mpx exceeds the {MAX_PIXELS / 1e6:.0f} Mpx limit")
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise InputError(f"{p}: image is {w}x{h} pixels, smaller than the {MIN_SIDE}x{MIN_SIDE} minimum")
 
 
 def _check_file(p: Path) -> None:
@@ -159,6 +178,20 @@ def _decode_png16(p: Path) -> np.ndarray:
     return arr[..., :3]
 
 
+def _is_tiff(p: Path) -> bool:
+    with open(p, "rb") as f:
+        return f.read(4) in (b"II*\0", b"MM\0*")
+
+
+def _tiff_orientation(tags) -> int:
+    """A TIFF's orientation tag (274), 1 when absent or out of range."""
+    try:
+        value = int(tags.get(274, 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
 def _tiff_needs_tifffile(im: "Image.Image") -> bool:
     bits = im.tag_v2.get(258, (8,))
     bits = bits if isinstance(bits, tuple) else (bits,)
@@ -166,32 +199,72 @@ def _tiff_needs_tifffile(im: "Image.Image") -> bool:
     return max(bits) > 8 and samples >= 3
 
 
-def _decode_tiff16(p: Path) -> np.ndarray:
-    import tifffile  # Pillow truncates 16-bit RGB TIFF to 8 bits
+# TIFF photometric interpretations (tag 262) the tifffile path reads.
+_MINISWHITE, _MINISBLACK, _RGB, _SEPARATED = 0, 1, 2, 5
+
+
+def _decode_tiff(p: Path) -> tuple[np.ndarray, int]:
+    """Decode a TIFF Pillow cannot hold (16-bit RGB, which it truncates to 8 bits; float and 32-bit
+    samples; 16-bit gray with alpha) with tifffile. Returns the stored pixels as (H, W, 3) and the
+    file's orientation tag, which the caller applies."""
+    import tifffile
 
     try:
         with tifffile.TiffFile(str(p)) as tif:
             page = tif.pages[0]
+            width, height = int(page.imagewidth), int(page.imagelength)
+            _check_size(p, width, height)
+            photometric = int(page.photometric)
+            orientation = _tiff_orientation({274: page.tags[274].value} if 274 in page.tags else {})
             arr = page.asarray()
             axes = page.axes
+    except InputError:
+        raise
     except Exception as e:  # tifffile raises many types, e.g. for codecs it lacks
         msg = str(e)
         if "imagecodecs" in msg:
-            raise InputError(f"{p}: this 16-bit TIFF compression needs the 'imagecodecs' package; "
+            raise InputError(f"{p}: this TIFF's compression needs the 'imagecodecs' package; "
                              f"re-save it uncompressed or with ZIP compression") from None
         raise InputError(f"{p}: truncated or corrupt TIFF data: {msg}") from None
-    if "S" in axes and axes.index("S") < axes.index("Y"):
+    if "S" in axes and "Y" in axes and axes.index("S") < axes.index("Y"):
         arr = np.moveaxis(arr, axes.index("S"), -1)
-    if arr.ndim != 3 or arr.shape[2] < 3:
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[:2] != (height, width):
         raise InputError(f"{p}: unsupported TIFF layout {axes} {arr.shape}")
-    arr = arr[..., :3]
+    arr = _tiff_samples_to_unit(arr, p)
+    if photometric in (_MINISBLACK, _MINISWHITE):
+        gray = arr[..., :1]  # a second sample is alpha, dropped as for every other photo
+        if photometric == _MINISWHITE:
+            gray = _unit_max(gray) - gray
+        return np.repeat(gray, 3, axis=2), orientation
+    if photometric == _RGB and arr.shape[2] >= 3:
+        return arr[..., :3], orientation
+    if photometric == _SEPARATED and arr.shape[2] >= 4:
+        # CMYK as Pillow converts 8-bit CMYK photos (no colour management): R = max - min(max, C + K)
+        top = _unit_max(arr)
+        ink = arr[..., :3].astype(np.float64) + arr[..., 3:4]
+        return (top - np.minimum(ink, top)).astype(arr.dtype), orientation
+    names = {3: "palette", 4: "mask", 6: "YCbCr", 8: "CIELab", 9: "ICCLab", 10: "ITULab", 32844: "LogL",
+             32845: "LogLuv"}
+    raise InputError(f"{p}: unsupported TIFF colour space {names.get(photometric, photometric)} "
+                     f"with {arr.shape[2]} samples; re-save it as RGB")
+
+
+def _unit_max(arr: np.ndarray):
+    return np.iinfo(arr.dtype).max if np.issubdtype(arr.dtype, np.integer) else np.float32(1.0)
+
+
+def _tiff_samples_to_unit(arr: np.ndarray, p: Path) -> np.ndarray:
+    """Keep uint8/uint16 as stored; other sample types become float32 in [0, 1] (floats are taken as
+    display-referred values, 0..1; other integers are scaled by their type's range)."""
     if arr.dtype == np.uint16 or arr.dtype == np.uint8:
         return arr
     if np.issubdtype(arr.dtype, np.floating):
         return np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0)
     if np.issubdtype(arr.dtype, np.integer):
         top = float(np.iinfo(arr.dtype).max)
-        return (arr.astype(np.float64) / top).astype(np.float32)
+        return np.clip(arr.astype(np.float64) / top, 0.0, 1.0).astype(np.float32)
     raise InputError(f"{p}: unsupported TIFF sample type {arr.dtype}")
 
 
@@ -212,6 +285,17 @@ def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     if orientation == 8:
         return np.rot90(image, k=1)
     return image
+
+
+def path_kind(p) -> str:
+    """'dir', 'file' (anything else that exists) or 'missing'. A path the user may not look at (a
+    folder above it without search permission) is an InputError naming it, not an internal error:
+    pathlib's exists() and is_dir() raise PermissionError there."""
+    p = Path(p)
+    try:
+        return "dir" if p.is_dir() else "file" if p.exists() else "missing"
+    except OSError as e:
+        raise InputError(f"{p}: cannot access: {e.strerror or e}") from None
 
 
 def list_images(folder) -> list[Path]:

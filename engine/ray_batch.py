@@ -30,6 +30,7 @@ import numpy as np
 
 from .convert import ConvertOptions, ConvertResult, convert_array, write_result
 from .errors import InputError
+from .io import path_kind
 
 PROG = "hdrcnf"
 
@@ -118,8 +119,10 @@ class ConvertStage:
 
 
 def _stage_class(settings: dict):
-    """ConvertStage with the settings bound in (no constructor arguments in the object store,
-    which Ray warns about for restartable actors)."""
+    """ConvertStage with the settings bound in, so the actor takes no constructor arguments of
+    ours. (Ray Data 2.60 still logs one "has constructor arguments in the object store" line per
+    actor from core_worker.cc: its own arguments, for any actor pool, ray-project/ray#57733.
+    Setting max_restarts=0 would silence it at the cost of the actors' fault tolerance.)"""
 
     class Converter(ConvertStage):
         def __init__(self):
@@ -194,7 +197,15 @@ def convert_with_ray(jobs, args, options: ConvertOptions, say=print, err=None) -
     counts = {"converted": 0, "skipped": 0, "failed": 0, "internal": 0}
     todo = []
     for src, dst in jobs:
-        if dst.exists() and not args.overwrite:
+        try:
+            kind = path_kind(dst)
+            if kind == "dir":
+                raise InputError(f"{dst}: output is a folder, not a file")
+        except InputError as e:
+            counts["failed"] += 1
+            err(f"{PROG}: error: {e}")
+            continue
+        if kind == "file" and not args.overwrite:
             counts["skipped"] += 1
         else:
             todo.append({"src": str(src), "dst": str(dst), "kind": "", "message": ""})

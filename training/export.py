@@ -54,16 +54,42 @@ def _inputs(model: HDRCNF, n: int, h: int, w: int, temperature: float, seed: int
     return ldr, latents
 
 
+# Clipped discs the effective radius is also measured inside: where a white area hides how bright
+# it is, the flow draws on context further away than on textured content (measured on 0.4.0's
+# weights: 53 px on random content, 73 px inside a 48-px disc, 84 px inside a 64-px one), and a
+# tile overlap short of that shows as a step in a highlight that straddles a tile seam.
+CLIPPED_PROBE_RADII = (16, 32, 64)
+
+
 def receptive_field(model: HDRCNF, size: int | None = None, mass: float = 0.999) -> tuple[int, int]:
     """(effective, full) radius in pixels of the centre output pixel's dependence on the inputs.
 
     Measured with autograd on the real weights: the full radius is where any gradient is non-zero,
-    the effective radius holds ``mass`` of the total |gradient| (LDR and latents together). Tile
-    overlap uses the effective radius; beyond it a change of input moves the output by less than
-    the tiling tolerance. The probe is 256 px, larger for models that downsample more (a context
-    branch at H/16 sees ~±200 px)."""
+    the effective radius holds ``mass`` of the total |gradient| (LDR and latents together), the
+    largest over probes of random content with the centre on texture and inside clipped discs
+    (CLIPPED_PROBE_RADII). Tile overlap uses the effective radius; beyond it a change of input
+    moves the output by less than the tiling tolerance. The probe is 256 px, larger for models
+    that downsample more (a context branch at H/16 sees ~±200 px)."""
     size = size or max(256, 32 * model.cfg.stride)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    dist = torch.maximum((yy - size // 2).abs(), (xx - size // 2).abs()).flatten()
+    order = torch.argsort(dist)
+    discs = [None, *(((yy - size // 2) ** 2 + (xx - size // 2) ** 2) < r * r for r in CLIPPED_PROBE_RADII)]
+    effective = full = 0
+    for disc in discs:
+        g = _centre_gradient(model, size, disc).flatten().double()
+        cum = torch.cumsum(g[order], 0) / g.sum()
+        effective = max(effective, int(dist[order][int(torch.searchsorted(cum, torch.tensor(mass, dtype=cum.dtype)))]))
+        full = max(full, int(dist[g > 0].max()))
+    return effective, full
+
+
+def _centre_gradient(model: HDRCNF, size: int, disc: torch.Tensor | None) -> torch.Tensor:
+    """(size, size) |d output(centre) / d input| summed over channels, latents spread over the
+    pixels they cover; ``disc`` (a boolean mask) is set to the clip point first."""
     ldr, latents = _inputs(model, 1, size, size, 0.6, 1)
+    if disc is not None:
+        ldr[:, :3, disc] = 1.0
     ldr.requires_grad_(True)
     for z in latents:
         z.requires_grad_(True)
@@ -73,14 +99,7 @@ def receptive_field(model: HDRCNF, size: int | None = None, mass: float = 0.999)
     for z in latents:
         s = size // z.shape[-1]
         grad = grad + torch.repeat_interleave(torch.repeat_interleave(z.grad.abs().sum(dim=(0, 1)), s, 0), s, 1) / (s * s)
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    dist = torch.maximum((yy - size // 2).abs(), (xx - size // 2).abs()).flatten()
-    g = grad.flatten().double()
-    order = torch.argsort(dist)
-    cum = torch.cumsum(g[order], 0) / g.sum()
-    effective = int(dist[order][int(torch.searchsorted(cum, torch.tensor(mass, dtype=cum.dtype)))])
-    full = int(dist[g > 0].max())
-    return effective, full
+    return grad
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -168,6 +187,31 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, name: str | None 
         return write_bundle(out_dir, onnx_path, meta)
 
 
+def remeasure_receptive_field(checkpoint: str | Path, bundle_dir: str | Path) -> Bundle:
+    """Measure the receptive field of ``checkpoint`` again and store it in the existing bundle
+    exported from it, leaving everything else (its scores, its light head) as it is. The
+    checkpoint must be the bundle's model: the bundle's ONNX graph has to reproduce it (the export's
+    parity check), so a bundle cannot be given another model's tiling."""
+    from engine.bundle import load_bundle
+
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / "model.safetensors").exists():
+        raise InputError(f"{checkpoint}: not a training checkpoint (no model.safetensors)")
+    bundle = load_bundle(bundle_dir)
+    model, cfg, _ = load_model(checkpoint)
+    _freeze(model)
+    try:
+        check_parity(model, bundle.onnx_path, bundle.default_temperature)
+    except Exception as e:  # a different model: shapes or values disagree
+        raise InputError(f"{bundle.path} was not exported from {checkpoint}: "
+                         f"{' '.join(str(e).split())[:200]}") from None
+    effective_rf, full_rf = receptive_field(model)
+    stride = cfg.model.stride
+    meta = {**bundle.meta, "receptive_field": int(-(-max(effective_rf, stride) // stride) * stride),
+            "receptive_field_full": full_rf}
+    return write_bundle(bundle.path, bundle.onnx_path, meta)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", type=Path, help="checkpoint folder, e.g. runs/compact/best")
@@ -176,8 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", default="0.1.0")
     ap.add_argument("--temperature", type=float, help="default sampling temperature stored in model.json")
     ap.add_argument("--scores", type=Path, help="JSON file of evaluation scores to record")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="instead: measure the checkpoint's receptive field again and store it in the "
+                         "existing bundle OUT exported from it (the tiling overlap); nothing else changes")
     args = ap.parse_args(argv)
     try:
+        if args.remeasure:
+            b = remeasure_receptive_field(args.checkpoint, args.out)
+            print(f"{b.path}: receptive field {b.receptive_field} px (full {b.meta['receptive_field_full']} px)")
+            return 0
         scores = json.loads(args.scores.read_text()) if args.scores else None
         b = export_bundle(args.checkpoint, args.out, args.name, args.version, args.temperature, scores)
     except InputError as exc:

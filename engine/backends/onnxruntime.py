@@ -23,6 +23,11 @@ import numpy as np
 
 from ..errors import BundleError
 
+# onnxruntime's telemetry writes an identifier under $HOME when it is imported, and where it cannot
+# (a read-only home on a farm node, a sandboxed Blender) prints a coloured warning no option can
+# silence afterwards. A conversion tool has no use for it; a user who wants it sets the variable.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 try:
     import onnxruntime as ort
 except ImportError as _e:  # pragma: no cover - onnxruntime is a hard dependency

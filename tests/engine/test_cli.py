@@ -88,6 +88,23 @@ def _bad_case(name: str, tmp: Path, good: Path, model: Path):
         return ["convert", good, "-o", out, "--model", model], [good], out, "sha256"
     if name == "missing bundle":
         return ["convert", good, "-o", out, "--model", tmp / "no-model"], [good], out, "not found"
+    if name == "corrupt png":  # a flipped bit in the pixel stream, which only decoding the pixels finds
+        save_png(tmp / "flip.png", make_photo(64, 64))
+        data = bytearray((tmp / "flip.png").read_bytes())
+        data[data.index(b"IDAT") + 200] ^= 0xFF
+        (tmp / "flip.png").write_bytes(bytes(data))
+        return ["convert", tmp / "flip.png", "-o", out], [tmp / "flip.png"], out, "corrupt image data"
+    if name == "exposure out of range":
+        return ["convert", good, "-o", out, "--exposure", "127"], [good], out, "exposure"
+    if name == "temperature out of range":
+        return ["convert", good, "-o", out, "--temperature", "1e300"], [good], out, "temperature"
+    if name == "empty output":
+        return ["convert", good, "-o", ""], [good], None, "output path (-o) is empty"
+    if name == "output is a folder":
+        (tmp / "in").mkdir()
+        (tmp / "in" / "a.jpg").write_bytes(good.read_bytes())
+        (tmp / "res" / "a.exr").mkdir(parents=True)          # a folder where a.exr would go
+        return ["convert", tmp / "in", "-o", tmp / "res"], [tmp / "in" / "a.jpg"], None, "output is a folder"
     if name == "tensorrt here":
         return ["convert", good, "-o", out, "--backend", "tensorrt"], [good], out, "tensorrt backend unavailable"
     raise AssertionError(name)
@@ -96,7 +113,8 @@ def _bad_case(name: str, tmp: Path, good: Path, model: Path):
 BAD_CASES = ["missing input", "empty file", "truncated", "not an image", "1x1", "decompression bomb",
              "output overwrites input", "output not exr", "negative temperature", "unknown backend",
              "samples < 1", "uncertainty with 1 sample", "tile too small", "corrupt bundle",
-             "mismatched bundle", "missing bundle", "tensorrt here"]
+             "mismatched bundle", "missing bundle", "tensorrt here", "corrupt png", "exposure out of range",
+             "temperature out of range", "empty output", "output is a folder"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -305,8 +323,55 @@ def test_output_under_a_file_is_exit_2(tmp_path, capsys, synthetic_bundle, good_
     (tmp_path / "afile").write_text("x")
     rc, _, stderr = run_cli(capsys, "convert", good_jpg, "-o", tmp_path / "afile" / "x.exr",
                             "--model", synthetic_bundle.path)
-    assert rc == 2 and len(stderr) == 1 and "cannot write" in stderr[0], stderr
+    assert rc == 2 and len(stderr) == 1 and "afile: is a file, so the output cannot go inside it" in stderr[0], stderr
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_an_inaccessible_path_fails_alone(tmp_path, capsys, synthetic_bundle, good_jpg):
+    """A path the OS refuses to look at (here a name longer than the file system allows: pathlib's
+    exists() raises there, as it does under a folder without search permission) is one line and
+    exit 2 for that input; the others are still converted. As the output, it stops the batch."""
+    unreachable = tmp_path / ("x" * 300) / "a.jpg"
+    out = tmp_path / "out"
+    rc, stdout, stderr = run_cli(capsys, "convert", good_jpg, unreachable, "-o", out, "--model", synthetic_bundle.path)
+    assert rc == 2 and (out / "good.exr").is_file(), (stdout, stderr)
+    assert len(stderr) == 1 and "cannot access" in stderr[0] and "Traceback" not in stderr[0]
+    rc, _, stderr = run_cli(capsys, "convert", good_jpg, "-o", tmp_path / ("y" * 300) / "x.exr",
+                            "--model", synthetic_bundle.path)
+    assert rc == 2 and len(stderr) == 1 and "cannot access" in stderr[0]
+
+
+def test_a_full_disk_is_exit_2_without_leftovers(tmp_path, synthetic_bundle, good_jpg):
+    """A write the OS refuses midway (here the file size limit, RLIMIT_FSIZE, which any user may
+    lower: the same failure path as a full disk, which OpenEXR reports as a RuntimeError) is one
+    line naming the output, exit 2, and no partial or temporary file."""
+    import resource
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)    # fail the write with EFBIG, not kill us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    out = tmp_path / "out"
+    out.mkdir()
+    r = subprocess.run([sys.executable, "-m", "engine", "convert", str(good_jpg), "-o", str(out / "x.exr"),
+                        "--model", str(synthetic_bundle.path), "--float"], capture_output=True, text=True,
+                       cwd=tmp_path, env=_env(), preexec_fn=small_files, timeout=120)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "x.exr: cannot write output: File too large" in lines[0], lines
+    assert list(out.iterdir()) == []
+
+
+def test_no_onnxruntime_telemetry_warning_on_a_read_only_home(tmp_path, good_jpg):
+    """onnxruntime writes a telemetry identifier under $HOME when imported and prints a coloured
+    warning where it cannot (a farm node's read-only home); the engine turns that telemetry off."""
+    home = tmp_path / "home-is-a-file"
+    home.write_text("")
+    env = {**_env(), "HOME": str(home)}
+    env.pop("ORT_DISABLE_TELEMETRY", None)
+    r = subprocess.run([sys.executable, "-m", "engine", "convert", str(good_jpg), "-o", str(tmp_path / "x.exr")],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
 
 
 def test_no_light_flag(tmp_path, capsys, synthetic_bundle):

@@ -51,6 +51,25 @@ def test_tiled_equals_untiled(model_bundle, model_backend):
     assert diff.mean() <= 0.05, diff.mean()
 
 
+def test_a_clipped_area_across_a_tile_seam_converts_as_untiled(model_bundle, model_backend):
+    """Inside a white area the flow reads context further out than on texture, so the overlap must
+    cover that too (training.export measures the radius inside clipped discs): a clipped disc cut
+    by a seam gets the brightness it gets in one window."""
+    h, w = 160, 400
+    y, x = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(1)
+    img = np.stack([x / w * 200 + 20, y / h * 200 + 20, np.full_like(x, 100.0)], -1) + rng.normal(0, 3, (h, w, 3))
+    disc = (x - w // 2) ** 2 + (y - h // 2) ** 2 < 40 ** 2          # on the seam of a two-window plan
+    img[disc] = 255
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    opts = dict(seed=5, panorama="off", full_resolution=True)
+    untiled = convert_array(img, model_backend, model_bundle, ConvertOptions(**opts))
+    tiled = convert_array(img, model_backend, model_bundle, ConvertOptions(tile=small_tile(model_bundle), **opts))
+    assert untiled.info["tiles"] == 1 and tiled.info["tiles"] > 1
+    diff = np.abs(log_lum(tiled.hdr) - log_lum(untiled.hdr))
+    assert float(diff[disc].max()) <= 0.01, float(diff[disc].max())
+
+
 @pytest.mark.parametrize("panorama", ["off", "on"])
 def test_tiling_exact_on_synthetic(synthetic_bundle, synthetic_backend, panorama):
     """With a known receptive field (radius 2 < context) tiling must not change a thing."""

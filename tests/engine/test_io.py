@@ -211,6 +211,48 @@ def test_read_tiff8_lzw_and_gray16(tmp_path):
     np.testing.assert_array_equal(io.read_ldr(tmp_path / "g.tif")[..., 1], g.astype(np.float32) / 65535)
 
 
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_tiff_orientation_applied_once_at_8_and_16_bits(tmp_path, orientation):
+    """Newer Pillow turns a TIFF itself while loading; the 16-bit path (tifffile) does not. Both
+    must come out as the orientation tag says, exactly once (apply_orientation is checked against
+    Pillow's exif_transpose in test_exif_orientation_matches_pil)."""
+    a16 = np.random.default_rng(orientation).integers(0, 65536, (12, 20, 3), dtype=np.uint16)
+    a8 = (a16 >> 8).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "r8.tif", a8, extratags=[(274, "H", 1, orientation, True)])
+    tifffile.imwrite(tmp_path / "r16.tif", a16, extratags=[(274, "H", 1, orientation, True)])
+    expected_shape = (20, 12, 3) if orientation in (6, 8) else (12, 20, 3)
+    got8, got16 = io.read_ldr_raw(tmp_path / "r8.tif"), io.read_ldr_raw(tmp_path / "r16.tif")
+    assert got8.shape == got16.shape == expected_shape
+    np.testing.assert_array_equal(got8, io.apply_orientation(a8, orientation))
+    np.testing.assert_array_equal(got16, io.apply_orientation(a16, orientation))
+
+
+def test_tiffs_pillow_cannot_hold_are_read_by_tifffile(tmp_path):
+    """Float and 32-bit samples, 16-bit gray with alpha, 16-bit CMYK (converted as Pillow converts
+    8-bit CMYK photos); colour spaces it cannot convert are named in one line."""
+    rng = np.random.default_rng(10)
+    f = rng.random((12, 16, 3)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "f.tif", f)
+    np.testing.assert_array_equal(io.read_ldr(tmp_path / "f.tif"), f)
+    u = rng.integers(0, 2**32, (12, 16, 3), dtype=np.uint32)
+    tifffile.imwrite(tmp_path / "u.tif", u)
+    np.testing.assert_allclose(io.read_ldr(tmp_path / "u.tif"), u / (2**32 - 1), rtol=1e-6)
+    ga = rng.integers(0, 65536, (12, 16, 2), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "ga.tif", ga, photometric="minisblack", extrasamples=[2])
+    np.testing.assert_array_equal(io.read_ldr_raw(tmp_path / "ga.tif"), np.repeat(ga[..., :1], 3, axis=2))
+    cmyk = rng.integers(0, 65536, (12, 16, 4), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "cmyk.tif", cmyk, photometric="separated")
+    ink = cmyk[..., :3].astype(np.int64) + cmyk[..., 3:]
+    np.testing.assert_array_equal(io.read_ldr_raw(tmp_path / "cmyk.tif"), 65535 - np.minimum(ink, 65535))
+    tifffile.imwrite(tmp_path / "ycc.tif", rng.integers(0, 65536, (12, 16, 3), dtype=np.uint16),
+                     photometric="ycbcr", subsampling=(1, 1))
+    with pytest.raises(io.InputError, match="unsupported TIFF colour space YCbCr"):
+        io.read_ldr_raw(tmp_path / "ycc.tif")
+    tifffile.imwrite(tmp_path / "thin.tif", rng.random((4, 16, 3)).astype(np.float32), photometric="rgb")
+    with pytest.raises(io.InputError, match="smaller than the 8x8 minimum"):
+        io.read_ldr_raw(tmp_path / "thin.tif")
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "CMYK", "1"])
 def test_read_modes_become_rgb(tmp_path, mode):
     img = Image.fromarray(make_photo(20, 30)).convert(mode)

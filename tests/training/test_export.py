@@ -87,3 +87,35 @@ def test_export_over_a_bundle_drops_its_light_head_and_says_how_to_refit(checkpo
     assert load_bundle(tmp_path / "bundle").light is None
     out = capsys.readouterr().out
     assert "no panorama light stage yet" in out and "training.light_budget" in out
+
+
+def test_remeasure_restores_the_measured_receptive_field_and_keeps_the_rest(checkpoint, tmp_path, capsys):
+    """--remeasure rewrites only the tiling fields of a bundle exported from the same checkpoint (its
+    scores stay); another model's bundle is refused with one line, exit 2, and left untouched."""
+    from engine.bundle import write_bundle
+    from training.export import receptive_field
+
+    bundle = export_bundle(checkpoint, tmp_path / "bundle")
+    model, _, _ = load_model(checkpoint)
+    measured = receptive_field(model)
+    stale = write_bundle(bundle.path, bundle.onnx_path,
+                         {**bundle.meta, "receptive_field": bundle.stride, "scores": {"kept": 1}})
+    assert stale.receptive_field == bundle.stride
+    assert main([str(checkpoint), "-o", str(bundle.path), "--remeasure"]) == 0
+    again = load_bundle(bundle.path)
+    assert again.receptive_field == bundle.receptive_field >= measured[0]
+    assert again.meta["receptive_field_full"] == measured[1] and again.meta["scores"] == {"kept": 1}
+    assert again.sha256 == bundle.sha256                  # the graph is not touched
+
+    other_cfg = tiny()
+    other_cfg.model.flow.hidden = 8                        # another model: its graph cannot match
+    other = tmp_path / "other"
+    from training.checkpoint import save_checkpoint
+    from training.model import HDRCNF
+    save_checkpoint(other, HDRCNF(other_cfg.model), None, other_cfg, {"step": 0})
+    before = (bundle.path / "model.json").read_bytes()
+    assert main([str(other), "-o", str(bundle.path), "--remeasure"]) == 2
+    err = capsys.readouterr().err
+    assert "was not exported from" in err and len(err.strip().splitlines()) == 1
+    assert (bundle.path / "model.json").read_bytes() == before
+
