@@ -138,14 +138,21 @@ def verify_model(folder: Path) -> dict:
         expected = meta["sha256"]
     except (ValueError, KeyError, TypeError) as e:
         raise BuildError(f"{meta_path}: not a model bundle: {e}") from None
-    if not onnx.is_file():
-        raise BuildError(f"{onnx}: missing (named in {meta_path})")
-    h = hashlib.sha256()
-    with open(onnx, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    if h.hexdigest() != expected:
-        raise BuildError(f"{onnx}: sha256 does not match {meta_path}; re-export the model")
+    graphs = [(onnx, expected)]
+    if "photo_flow" in meta:  # a second flow, for photos (engine.bundle)
+        try:
+            graphs.append((folder / meta["photo_flow"]["onnx"], meta["photo_flow"]["sha256"]))
+        except (KeyError, TypeError) as e:
+            raise BuildError(f"{meta_path}: not a model bundle: photo_flow {e}") from None
+    for path, want in graphs:
+        if not path.is_file():
+            raise BuildError(f"{path}: missing (named in {meta_path})")
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        if h.hexdigest() != want:
+            raise BuildError(f"{path}: sha256 does not match {meta_path}; re-export the model")
     return meta
 
 
@@ -183,7 +190,8 @@ def stage(platforms, wheels: list[Path], model: Path, stage_root: Path) -> Path:
     model_dest = dest / "engine" / "models" / "default"
     model_dest.mkdir(parents=True, exist_ok=True)
     meta = verify_model(model)
-    for name in ("model.json", meta["onnx"], "MODEL_CARD.md", "LICENSE"):
+    photo = [meta["photo_flow"]["onnx"]] if "photo_flow" in meta else []
+    for name in ("model.json", meta["onnx"], *photo, "MODEL_CARD.md", "LICENSE"):
         if (model / name).is_file():
             shutil.copy2(model / name, model_dest / name)
     (dest / "wheels").mkdir()

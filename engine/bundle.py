@@ -1,4 +1,6 @@
-"""The model bundle: a folder holding `model.onnx` (the flow's reverse pass) and `model.json`.
+"""The model bundle: a folder holding `model.onnx` (the flow's reverse pass) and `model.json`,
+and optionally `photo.onnx`, a second flow of the same architecture for photos (one flow per kind
+of input: the main flow then converts panoramas, see MODEL_CARD).
 
 This module is the single owner of the bundle format (docs/contracts.md): `training/export.py`
 writes bundles through `write_bundle`, the engine and the add-on read them through `load_bundle`.
@@ -13,7 +15,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import BundleError
@@ -28,6 +30,7 @@ FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 JSON_NAME = "model.json"
 ONNX_NAME = "model.onnx"
+PHOTO_ONNX_NAME = "photo.onnx"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -61,6 +64,8 @@ class Bundle:
     target_transform: dict
     meta: dict = field(repr=False, compare=False)
     light: LightHead | None = None  # the panorama light stage's fitted amount regression (engine.light)
+    # The flow for photos when the bundle has one (`photo.onnx`): the same bundle with that graph.
+    photo: Bundle | None = field(default=None, repr=False, compare=False)
 
     @property
     def input_name(self) -> str:
@@ -129,13 +134,8 @@ def load_bundle(path=None) -> Bundle:
         raise BundleError(f"{json_path}: cannot read: {e}") from None
     validate_meta(meta, json_path)
     onnx_path = folder / meta["onnx"]
-    if not onnx_path.is_file():
-        raise BundleError(f"{onnx_path}: missing (named in {json_path}); re-export or reinstall the model")
-    digest = sha256_file(onnx_path)
-    if digest != meta["sha256"]:
-        raise BundleError(f"{onnx_path}: sha256 mismatch (model.json says {meta['sha256'][:12]}..., file is "
-                          f"{digest[:12]}...): the file is corrupt or was replaced; re-export or reinstall the model")
-    return Bundle(
+    _check_onnx(onnx_path, meta["sha256"], json_path)
+    bundle = Bundle(
         path=folder, onnx_path=onnx_path, name=meta["name"], version=meta["version"],
         sha256=meta["sha256"], levels=meta["levels"], stride=meta["stride"],
         latents=tuple(LatentSpec(d["name"], d["channels"], d["scale"]) for d in meta["latents"]),
@@ -143,6 +143,21 @@ def load_bundle(path=None) -> Bundle:
         target_transform=dict(meta.get("target_transform", {})), meta=meta,
         light=LightHead.from_meta(meta["light"]) if "light" in meta else None,
     )
+    if "photo_flow" in meta:
+        photo_path = folder / meta["photo_flow"]["onnx"]
+        _check_onnx(photo_path, meta["photo_flow"]["sha256"], json_path)
+        bundle = replace(bundle, photo=replace(bundle, onnx_path=photo_path, sha256=meta["photo_flow"]["sha256"],
+                                               light=None))
+    return bundle
+
+
+def _check_onnx(path: Path, sha256: str, json_path: Path) -> None:
+    if not path.is_file():
+        raise BundleError(f"{path}: missing (named in {json_path}); re-export or reinstall the model")
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise BundleError(f"{path}: sha256 mismatch (model.json says {sha256[:12]}..., file is "
+                          f"{digest[:12]}...): the file is corrupt or was replaced; re-export or reinstall the model")
 
 
 def validate_meta(meta, where) -> None:
@@ -203,6 +218,11 @@ def validate_meta(meta, where) -> None:
         fail(f"'light' {problem}")
     if "scale" in meta and (problem := scale_problem(meta["scale"])):
         fail(f"'scale' {problem}")
+    if "photo_flow" in meta:
+        photo = meta["photo_flow"]
+        if (not isinstance(photo, dict) or photo.get("onnx") != PHOTO_ONNX_NAME
+                or not isinstance(photo.get("sha256"), str) or not _HEX64.match(photo["sha256"])):
+            fail(f"'photo_flow' must be {{\"onnx\": \"{PHOTO_ONNX_NAME}\", \"sha256\": 64 hex digits}}, got {photo!r}")
     lat = meta["latents"]
     if len(lat) != meta["levels"]:
         fail(f"'latents' has {len(lat)} entries but 'levels' is {meta['levels']}")
@@ -226,10 +246,12 @@ def validate_meta(meta, where) -> None:
         fail("a latent has the same name as the input")
 
 
-def write_bundle(directory, onnx_file, meta: dict) -> Bundle:
+def write_bundle(directory, onnx_file, meta: dict, photo_onnx_file=None) -> Bundle:
     """Create (or update) a bundle folder from an ONNX file and its metadata; return it loaded.
 
-    Copies `onnx_file` to `directory/model.onnx` unless it is already that file, fills in
+    Copies `onnx_file` to `directory/model.onnx` unless it is already that file (and
+    `photo_onnx_file`, when given, to `directory/photo.onnx`, recorded as "photo_flow"; a `meta`
+    that already names a photo flow keeps it), fills in
     "format", "format_version", "onnx" and "sha256", validates the schema, and writes model.json
     atomically (so a crash never leaves a model.json that points at the wrong model). The
     caller's `meta` dict is not modified. Raises BundleError if `meta` is invalid or not strict
@@ -244,6 +266,13 @@ def write_bundle(directory, onnx_file, meta: dict) -> Bundle:
         atomic_write(target, lambda tmp: shutil.copyfile(onnx_file, tmp), suffix=".tmp.onnx")
     full = dict(meta)
     full.update(format=FORMAT, format_version=FORMAT_VERSION, onnx=ONNX_NAME, sha256=sha256_file(target))
+    if photo_onnx_file is not None:
+        photo_file, photo_target = Path(photo_onnx_file), directory / PHOTO_ONNX_NAME
+        if not photo_file.is_file():
+            raise BundleError(f"{photo_file}: ONNX file not found")
+        if not (photo_target.exists() and os.path.samefile(photo_target, photo_file)):
+            atomic_write(photo_target, lambda tmp: shutil.copyfile(photo_file, tmp), suffix=".tmp.onnx")
+        full["photo_flow"] = {"onnx": PHOTO_ONNX_NAME, "sha256": sha256_file(photo_target)}
     json_path = directory / JSON_NAME
     validate_meta(full, json_path)
     try:

@@ -318,10 +318,11 @@ def _cmd_convert(args) -> int:
 
 
 def _cap_batch(backend, n: int) -> None:
-    """--batch N for backends that choose their own batch size (onnxruntime)."""
-    sizer = getattr(backend, "batch_size", None)
-    if sizer is not None and getattr(backend, "name", "") != "tensorrt":
-        backend.batch_size = lambda h, w: max(1, min(n, sizer(h, w)))
+    """--batch N for backends that choose their own batch size (onnxruntime), the photo flow's too."""
+    for b in (backend, getattr(backend, "photo", None)):
+        sizer = getattr(b, "batch_size", None)
+        if sizer is not None and getattr(b, "name", "") != "tensorrt":
+            b.batch_size = lambda h, w, sizer=sizer: max(1, min(n, sizer(h, w)))
 
 
 def _err_raw(line: str) -> None:
@@ -379,6 +380,9 @@ def _cmd_info(args) -> int:
         f"model: {b.name} {b.version}",
         f"path: {b.path}",
         f"sha256: {b.sha256}",
+        "flows: " + (f"two, one per kind of input: photos {b.photo.onnx_path.name} (sha256 {b.photo.sha256[:12]}), "
+                     f"panoramas (2:1 or --panorama on) {b.onnx_path.name}" if b.photo else
+                     f"one ({b.onnx_path.name}) for photos and panoramas"),
         f"levels: {b.levels}, stride: {b.stride}, receptive field: {b.receptive_field} px, "
         f"default temperature: {b.default_temperature:g}",
         f"latents: {', '.join(f'{s.name} ({s.channels} ch, 1/{s.scale})' for s in b.latents)}",

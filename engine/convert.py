@@ -151,6 +151,12 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
     image = _as_rgb(ldr)
     H, W = image.shape[:2]
     wrap = options.panorama == "on" or (options.panorama == "auto" and is_panorama(H, W))
+    # One flow per kind of input where the bundle has two: photos go to its photo flow.
+    photo_flow = not wrap and getattr(backend, "photo", None) is not None
+    if photo_flow:
+        backend, flow_sha256 = backend.photo, bundle.photo.sha256
+    else:
+        flow_sha256 = bundle.sha256
     temperature = bundle.default_temperature if options.temperature is None else float(options.temperature)
     factor, small = (1, image) if options.full_resolution else scale.flow_view(image, wrap, bundle.flow_scale)
     if factor == 1:
@@ -164,6 +170,8 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
         scale.apply_correction(out, image, correction, eps)
         spread = None if low_spread is None else scale.upsample(low_spread, H, W)
     info["flow_factor"] = factor
+    info["flow"] = "photo" if photo_flow else "main"
+    info["flow_sha256"] = flow_sha256
     gain = np.float32(2.0 ** float(options.exposure))
     light_stops = None
     if wrap and options.light and bundle.light is not None:
@@ -340,7 +348,8 @@ def exr_header(source_name: str, result: ConvertResult, bundle, options: Convert
     header = {
         "software": f"hdrcnf {__version__}",
         "hdrcnf_model": f"{bundle.name} {bundle.version}",
-        "hdrcnf_model_sha256": bundle.sha256,
+        "hdrcnf_model_sha256": result.info.get("flow_sha256", bundle.sha256),   # the flow that ran
+        "hdrcnf_flow": result.info.get("flow", "main"),
         "hdrcnf_seed": str(result.info["seed"]),
         "hdrcnf_temperature": f"{result.info['temperature']:g}",
         "hdrcnf_samples": str(result.info["samples"]),

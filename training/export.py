@@ -212,25 +212,65 @@ def remeasure_receptive_field(checkpoint: str | Path, bundle_dir: str | Path) ->
     return write_bundle(bundle.path, bundle.onnx_path, meta)
 
 
+def add_photo_flow(checkpoint: str | Path, bundle_dir: str | Path, version: str | None = None) -> Bundle:
+    """Export ``checkpoint`` as the photo flow (``photo.onnx``) of the existing bundle: one flow per
+    kind of input, the bundle's own flow then converting panoramas. The checkpoint must have the
+    bundle's architecture (the engine feeds both flows the same inputs and latents); the tile
+    overlap becomes the larger of the two flows' measured radii. Everything else in the bundle (its
+    scores, its light head, which belongs to the panorama flow) stays."""
+    from engine.bundle import load_bundle
+
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / "model.safetensors").exists():
+        raise InputError(f"{checkpoint}: not a training checkpoint (no model.safetensors)")
+    bundle = load_bundle(bundle_dir)
+    model, cfg, state = load_model(checkpoint)
+    _freeze(model)
+    exported = bundle.meta.get("config", {}).get("model")
+    # through ModelConfig, so options added since the bundle was written compare at their defaults
+    if exported is None or cfg.model.to_json() != type(cfg.model).from_json(exported).to_json():
+        raise InputError(f"{checkpoint}: its architecture differs from the one {bundle.path} was exported "
+                         f"with; a photo flow must be the same model trained on photos")
+    effective_rf, _ = receptive_field(model)
+    stride = cfg.model.stride
+    with tempfile.TemporaryDirectory(dir=bundle.path) as tmp:
+        onnx_path = Path(tmp) / "photo.onnx"
+        export_onnx(model, onnx_path)
+        parity = check_parity(model, onnx_path, bundle.default_temperature)
+        meta = {**bundle.meta, "version": version or bundle.version,
+                "receptive_field": max(bundle.receptive_field, int(-(-max(effective_rf, stride) // stride) * stride)),
+                "photo_training": {"steps": state.get("step"), "data": state.get("data", []),
+                                   "history": state.get("history", [])[-3:], "parity_max_rel_error": parity}}
+        return write_bundle(bundle.path, bundle.onnx_path, meta, photo_onnx_file=onnx_path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", type=Path, help="checkpoint folder, e.g. runs/compact/best")
     ap.add_argument("-o", "--out", type=Path, required=True, help="bundle folder to write")
     ap.add_argument("--name")
-    ap.add_argument("--version", default="0.1.0")
+    ap.add_argument("--version", help="model version (default 0.1.0; with --add-photo-flow: the bundle's)")
     ap.add_argument("--temperature", type=float, help="default sampling temperature stored in model.json")
     ap.add_argument("--scores", type=Path, help="JSON file of evaluation scores to record")
     ap.add_argument("--remeasure", action="store_true",
                     help="instead: measure the checkpoint's receptive field again and store it in the "
                          "existing bundle OUT exported from it (the tiling overlap); nothing else changes")
+    ap.add_argument("--add-photo-flow", action="store_true",
+                    help="instead: export the checkpoint as the photo flow of the existing bundle OUT "
+                         "(one flow per kind of input; OUT's own flow then converts panoramas)")
     args = ap.parse_args(argv)
     try:
+        if args.add_photo_flow:
+            b = add_photo_flow(args.checkpoint, args.out, args.version)
+            print(f"{b.path}: photo flow {b.photo.onnx_path.name} (sha256 {b.photo.sha256[:12]}, parity "
+                  f"{b.meta['photo_training']['parity_max_rel_error']:.2e}); receptive field {b.receptive_field} px")
+            return 0
         if args.remeasure:
             b = remeasure_receptive_field(args.checkpoint, args.out)
             print(f"{b.path}: receptive field {b.receptive_field} px (full {b.meta['receptive_field_full']} px)")
             return 0
         scores = json.loads(args.scores.read_text()) if args.scores else None
-        b = export_bundle(args.checkpoint, args.out, args.name, args.version, args.temperature, scores)
+        b = export_bundle(args.checkpoint, args.out, args.name, args.version or "0.1.0", args.temperature, scores)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

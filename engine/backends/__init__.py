@@ -110,7 +110,9 @@ def available_backends() -> list[tuple[str, str, bool, str]]:
 def create_backend(bundle, name: str = "auto", threads: int | None = None, precision: str = "fp32",
                    cache_dir=None, tile: int | None = None, max_batch: int | None = None,
                    log=None) -> Backend:
-    """Build a backend for `bundle`. Unknown names, an unavailable TensorRT, or a precision the
+    """Build a backend for `bundle`; for a bundle with a photo flow, the backend's `photo`
+    attribute is a second backend of the same kind for that flow (engine.convert picks it for
+    photos). Unknown names, an unavailable TensorRT, or a precision the
     chosen backend cannot honour raise InputError with one line telling the user what to do.
 
     TensorRT only: `cache_dir` holds the engine and timing caches (default
@@ -118,6 +120,14 @@ def create_backend(bundle, name: str = "auto", threads: int | None = None, preci
     engine's optimisation profile must cover (default 1024, the converter's default tile),
     `max_batch` the largest batch of windows (default: as many as fit 4 megapixels), `log` a
     callable receiving progress lines such as the one-off build time (default: stderr)."""
+    backend = _create(bundle, name, threads, precision, cache_dir, tile, max_batch, log)
+    backend.photo = None
+    if getattr(bundle, "photo", None) is not None:
+        backend.photo = _create(bundle.photo, name, threads, precision, cache_dir, tile, max_batch, log)
+    return backend
+
+
+def _create(bundle, name, threads, precision, cache_dir, tile, max_batch, log) -> Backend:
     if name not in BACKENDS:
         raise InputError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
     if precision not in PRECISIONS:

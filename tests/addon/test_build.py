@@ -25,6 +25,8 @@ def test_zip_is_valid_and_complete(addon_zip: Path):
         manifest = tomllib.loads(z.read("blender_manifest.toml").decode())
         meta = json.loads(z.read("engine/models/default/model.json"))
         onnx_sha = hashlib.sha256(z.read("engine/models/default/model.onnx")).hexdigest()
+        photo = meta.get("photo_flow")           # a bundle with one flow per kind ships both graphs
+        photo_sha = hashlib.sha256(z.read(f"engine/models/default/{photo['onnx']}")).hexdigest() if photo else None
     assert manifest["id"] == "hdrcnf"
     assert manifest["blender_version_min"] == "4.2.0"
     assert manifest["license"] == ["SPDX:GPL-3.0-or-later"]
@@ -40,6 +42,7 @@ def test_zip_is_valid_and_complete(addon_zip: Path):
                    "engine/__init__.py", "engine/convert.py", "engine/backends/onnxruntime.py"):
         assert module in names, module
     assert meta["sha256"] == onnx_sha
+    assert photo is None or photo["sha256"] == photo_sha
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert "INSTALL.md" not in names
 

@@ -22,13 +22,14 @@ LATENTS = [("z1", 6, 2), ("z2", 12, 4), ("z3", 48, 8)]
 STRIDE = 8
 
 
-def build_onnx(path: Path, output_name: str = "hdr") -> Path:
+def build_onnx(path: Path, output_name: str = "hdr", lift: float = 4.0) -> Path:
+    """`lift` scales the log gain in clipped pixels (0: the naive inverse everywhere)."""
     def const(name, value):
         return helper.make_tensor(name, TensorProto.FLOAT, [], [float(value)])
 
     inits = [const(n, v) for n, v in [
         ("zero", 0.0), ("one", 1.0), ("thr", 0.04045), ("k1292", 12.92), ("k055", 0.055), ("k1055", 1.055),
-        ("k24", 2.4), ("k8", 8.0), ("k75", 7.5), ("k2", 2.0), ("k05", 0.5), ("k025", 0.25), ("k4", 4.0)]]
+        ("k24", 2.4), ("k8", 8.0), ("k75", 7.5), ("k2", 2.0), ("k05", 0.5), ("k025", 0.25), ("k4", lift)]]
     inits.append(helper.make_tensor("roi", TensorProto.FLOAT, [0], []))
     for s in (2, 4, 8):
         inits.append(helper.make_tensor(f"scales{s}", TensorProto.FLOAT, [4], [1.0, 1.0, float(s), float(s)]))

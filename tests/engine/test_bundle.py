@@ -161,3 +161,27 @@ def test_a_light_head_loads_and_round_trips(tmp_path, synthetic_bundle):
     b = write_bundle(tmp_path / "lit", synthetic_bundle.onnx_path, {**synthetic_bundle.meta, "light": head.to_meta()})
     assert b.light == head and load_bundle(tmp_path / "lit").light == head
     assert synthetic_bundle.light is None        # the block is optional
+
+
+def test_a_photo_flow_is_loaded_verified_and_kept_by_rewrites(tmp_path, synthetic_bundle):
+    """photo.onnx: recorded with its sha256, loaded as bundle.photo (same metadata, its own graph),
+    kept when model.json is rewritten (scores, light head), and a tampered copy fails at load."""
+    from engine.bundle import PHOTO_ONNX_NAME
+
+    photo_src = build_onnx(tmp_path / "photo-src.onnx", lift=0.0)
+    two = write_bundle(tmp_path / "two", synthetic_bundle.onnx_path, synthetic_bundle.meta, photo_onnx_file=photo_src)
+    assert two.photo is not None and two.photo.onnx_path.name == PHOTO_ONNX_NAME
+    assert two.photo.sha256 != two.sha256 and two.photo.latents == two.latents and two.photo.photo is None
+    again = write_bundle(two.path, two.onnx_path, {**two.meta, "scores": {"kept": True}})
+    assert again.photo is not None and again.photo.sha256 == two.photo.sha256
+    with open(two.path / PHOTO_ONNX_NAME, "ab") as f:
+        f.write(b"tampered")
+    with pytest.raises(BundleError, match="photo.onnx: sha256 mismatch"):
+        load_bundle(two.path)
+    (two.path / PHOTO_ONNX_NAME).unlink()
+    with pytest.raises(BundleError, match="photo.onnx: missing"):
+        load_bundle(two.path)
+    bad = {**two.meta, "photo_flow": {"onnx": "../elsewhere.onnx", "sha256": two.meta["photo_flow"]["sha256"]}}
+    (two.path / "model.json").write_text(json.dumps(bad))
+    with pytest.raises(BundleError, match="'photo_flow' must be"):
+        load_bundle(two.path)

@@ -280,3 +280,32 @@ def test_the_batch_line_says_above_or_below_the_clip_point():
     panorama = result(4.0)
     panorama.info["light_stops"] = 1.5
     assert panorama.summary("c.exr") == "c.exr: peak +2.0 stops above clip, clipped light raised 1.5 stops"
+
+
+def test_a_bundle_with_a_photo_flow_converts_photos_with_it(tmp_path, synthetic_bundle):
+    """One flow per kind of input: a photo runs the photo flow (here one that lifts nothing, so its
+    clipped sun stays at the naive inverse), a 2:1 panorama the bundle's own flow; the result says
+    which flow ran, with its hash, and the EXR header records it."""
+    from engine.backends import create_backend
+    from engine.bundle import write_bundle
+    from engine.convert import exr_header
+
+    from .synthetic_bundle import build_onnx
+
+    two = write_bundle(tmp_path / "two", synthetic_bundle.onnx_path, synthetic_bundle.meta,
+                       photo_onnx_file=build_onnx(tmp_path / "flat.onnx", lift=0.0))
+    backend = create_backend(two, "onnxruntime", threads=1)
+    assert backend.photo is not None
+    photo = convert_array(make_photo(48, 64), backend, two, ConvertOptions(seed=1, full_resolution=True))
+    pano = convert_array(make_photo(64, 128), backend, two, ConvertOptions(seed=1, full_resolution=True))
+    assert photo.info["flow"] == "photo" and photo.info["flow_sha256"] == two.photo.sha256
+    assert pano.info["flow"] == "main" and pano.info["flow_sha256"] == two.sha256 and pano.panorama
+    assert photo.hdr.max() <= 1.0 + 1e-6 < pano.hdr.max()      # only the main flow lifts the sun
+    forced = convert_array(make_photo(48, 64), backend, two, ConvertOptions(seed=1, panorama="on",
+                                                                          full_resolution=True))
+    assert forced.info["flow"] == "main"                         # --panorama on: the panorama flow
+    header = exr_header("a.jpg", photo, two, ConvertOptions())
+    assert header["hdrcnf_flow"] == "photo" and header["hdrcnf_model_sha256"] == two.photo.sha256
+    single = convert_array(make_photo(48, 64), create_backend(synthetic_bundle, "onnxruntime", threads=1),
+                           synthetic_bundle, ConvertOptions(seed=1))
+    assert single.info["flow"] == "main"

@@ -119,3 +119,35 @@ def test_remeasure_restores_the_measured_receptive_field_and_keeps_the_rest(chec
     assert "was not exported from" in err and len(err.strip().splitlines()) == 1
     assert (bundle.path / "model.json").read_bytes() == before
 
+
+
+def test_add_photo_flow_makes_a_two_flow_bundle(checkpoint, tmp_path, capsys):
+    """--add-photo-flow exports a checkpoint of the same architecture as the bundle's photo.onnx,
+    keeps the bundle's flow, scores and light head, and refuses another architecture in one line."""
+    bundle = export_bundle(checkpoint, tmp_path / "bundle", version="0.1.0")
+    bundle = write_bundle_meta(bundle, scores={"kept": 1})
+    assert main([str(checkpoint), "-o", str(bundle.path), "--add-photo-flow", "--version", "0.2.0"]) == 0
+    two = load_bundle(bundle.path)
+    assert two.photo is not None and two.sha256 == bundle.sha256 and two.version == "0.2.0"
+    assert two.meta["scores"] == {"kept": 1} and two.receptive_field >= bundle.receptive_field
+    assert two.meta["photo_training"]["parity_max_rel_error"] <= 1e-3
+    backend = create_backend(two, "onnxruntime", threads=1)
+    ldr = np.random.default_rng(0).random((1, 3, 32, 48)).astype(np.float32)
+    lat = {z.name: np.zeros(z.shape(1, 32, 48), np.float32) for z in two.latents}
+    np.testing.assert_allclose(backend.photo.run(ldr, lat), backend.run(ldr, lat), rtol=1e-4, atol=1e-5)
+
+    other_cfg = tiny()
+    other_cfg.model.flow.hidden = 8
+    from training.checkpoint import save_checkpoint
+    from training.model import HDRCNF
+    save_checkpoint(tmp_path / "other", HDRCNF(other_cfg.model), None, other_cfg, {"step": 0})
+    before = (bundle.path / "model.json").read_bytes()
+    assert main([str(tmp_path / "other"), "-o", str(bundle.path), "--add-photo-flow"]) == 2
+    err = capsys.readouterr().err
+    assert "architecture differs" in err and len(err.strip().splitlines()) == 1
+    assert (bundle.path / "model.json").read_bytes() == before
+
+
+def write_bundle_meta(bundle, **changes):
+    from engine.bundle import write_bundle
+    return write_bundle(bundle.path, bundle.onnx_path, {**bundle.meta, **changes})
