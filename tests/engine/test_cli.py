@@ -231,6 +231,8 @@ def test_info_default_model(capsys):
         lines = {line.split(":")[0]: line for line in stdout}  # one readable line each, not a dump
         assert re.search(r"training data: [\d,]+ steps, \d+ images, last validation NLL", lines["training data"])
         assert "highlight error" in lines["scores"] and "(naive inverse: PU21" in lines["scores"]
+        flows = "two, one per kind of input: photos photo.onnx" if load_bundle().photo else "one (model.onnx)"
+        assert lines["flows"].startswith(f"flows: {flows}"), lines["flows"]
     else:
         assert rc == 2 and len(stderr) == 1 and "--model" in stderr[0]
 
