@@ -97,7 +97,10 @@ def test_auto_picks_tensorrt_and_builds_once(fake_trt, model_bundle, model_backe
     assert ok and "Fake GPU 9000" in device and not why
     logs = []
     b = create_backend(model_bundle, "auto", cache_dir=tmp_path, tile=512, max_batch=3, log=logs.append)
-    assert b.name == "tensorrt" and b.build_seconds is not None and len(logs) == 2 and "built in" in logs[1]
+    flows = 1 + (model_bundle.photo is not None)          # a bundle with a photo flow builds one engine each
+    assert b.name == "tensorrt" and b.build_seconds is not None and len(logs) == 2 * flows and "built in" in logs[1]
+    if model_bundle.photo is not None:
+        assert b.photo.name == "tensorrt" and b.photo.engine_path != b.engine_path
     cfg, net = fake_trt.BUILDS[-1]
     assert fake_trt.BuilderFlag.TF32 in cfg.cleared  # fp32 means fp32
     assert cfg.profiles[0].shapes["ldr"] == ((1, 3, 8, 8), (3, 3, 512, 512), (3, 3, 512, 512))
@@ -114,7 +117,12 @@ def test_auto_picks_tensorrt_and_builds_once(fake_trt, model_bundle, model_backe
 
     again = []
     b2 = create_backend(model_bundle, "tensorrt", cache_dir=tmp_path, tile=512, max_batch=3, log=again.append)
-    assert b2.build_seconds is None and not again and len(fake_trt.BUILDS) == 1  # loaded, silently
+    assert b2.build_seconds is None and not again and len(fake_trt.BUILDS) == flows  # loaded, silently
+    if model_bundle.photo is not None:                     # photos run the photo flow's engine
+        photo, popts = make_photo(256, 320, seed=4), ConvertOptions(seed=2, tile=512)
+        want, got = convert_array(photo, model_backend, model_bundle, popts), convert_array(photo, b, model_bundle, popts)
+        assert got.info["flow"] == want.info["flow"] == "photo"
+        np.testing.assert_allclose(got.hdr, want.hdr, rtol=1e-5, atol=1e-6)
 
 
 def test_corrupt_cache_is_rebuilt_and_profile_is_enforced(fake_trt, model_bundle, tmp_path):
