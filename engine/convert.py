@@ -152,7 +152,7 @@ def convert_array(ldr: np.ndarray, backend, bundle, options: ConvertOptions | No
     H, W = image.shape[:2]
     wrap = options.panorama == "on" or (options.panorama == "auto" and is_panorama(H, W))
     # One flow per kind of input where the bundle has two: photos go to its photo flow.
-    photo_flow = not wrap and getattr(backend, "photo", None) is not None
+    photo_flow = not wrap and getattr(backend, "photo", None) is not None and getattr(bundle, "photo", None) is not None
     if photo_flow:
         backend, flow_sha256 = backend.photo, bundle.photo.sha256
     else:
