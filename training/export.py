@@ -165,7 +165,7 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, name: str | None 
             "stride": stride,
             "latents": [{"name": f"z{i + 1}", "channels": c, "scale": 2 ** (i + 1)}
                         for i, c in enumerate(latent_channels(cfg.model.flow))],
-            "receptive_field": int(-(-max(effective_rf, stride) // stride) * stride),
+            "receptive_field": tile_radius(effective_rf, stride),
             "receptive_field_full": full_rf,
             "default_temperature": float(temperature),
             "input": {"name": "ldr", "encoding": "srgb", "layout": "NCHW",
@@ -187,19 +187,30 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, name: str | None 
         return write_bundle(out_dir, onnx_path, meta)
 
 
-def remeasure_receptive_field(checkpoint: str | Path, bundle_dir: str | Path) -> Bundle:
-    """Measure the receptive field of ``checkpoint`` again and store it in the existing bundle
-    exported from it, leaving everything else (its scores, its light head) as it is. The
-    checkpoint must be the bundle's model: the bundle's ONNX graph has to reproduce it (the export's
-    parity check), so a bundle cannot be given another model's tiling."""
+def tile_radius(effective_rf: int, stride: int) -> int:
+    """model.json's receptive_field: the measured radius, at least one stride, rounded up to it."""
+    return int(-(-max(effective_rf, stride) // stride) * stride)
+
+
+def _checkpoint_and_bundle(checkpoint: str | Path, bundle_dir: str | Path):
+    """(bundle, frozen model, config, state) for the commands that change an existing bundle."""
     from engine.bundle import load_bundle
 
     checkpoint = Path(checkpoint)
     if not (checkpoint / "model.safetensors").exists():
         raise InputError(f"{checkpoint}: not a training checkpoint (no model.safetensors)")
     bundle = load_bundle(bundle_dir)
-    model, cfg, _ = load_model(checkpoint)
+    model, cfg, state = load_model(checkpoint)
     _freeze(model)
+    return bundle, model, cfg, state
+
+
+def remeasure_receptive_field(checkpoint: str | Path, bundle_dir: str | Path) -> Bundle:
+    """Measure the receptive field of ``checkpoint`` again and store it in the existing bundle
+    exported from it, leaving everything else (its scores, its light head) as it is. The
+    checkpoint must be the bundle's model: the bundle's ONNX graph has to reproduce it (the export's
+    parity check), so a bundle cannot be given another model's tiling."""
+    bundle, model, cfg, _ = _checkpoint_and_bundle(checkpoint, bundle_dir)
     try:
         check_parity(model, bundle.onnx_path, bundle.default_temperature)
     except Exception as e:  # a different model: shapes or values disagree
@@ -207,8 +218,7 @@ def remeasure_receptive_field(checkpoint: str | Path, bundle_dir: str | Path) ->
                          f"{' '.join(str(e).split())[:200]}") from None
     effective_rf, full_rf = receptive_field(model)
     stride = cfg.model.stride
-    meta = {**bundle.meta, "receptive_field": int(-(-max(effective_rf, stride) // stride) * stride),
-            "receptive_field_full": full_rf}
+    meta = {**bundle.meta, "receptive_field": tile_radius(effective_rf, stride), "receptive_field_full": full_rf}
     return write_bundle(bundle.path, bundle.onnx_path, meta)
 
 
@@ -218,14 +228,7 @@ def add_photo_flow(checkpoint: str | Path, bundle_dir: str | Path, version: str 
     bundle's architecture (the engine feeds both flows the same inputs and latents); the tile
     overlap becomes the larger of the two flows' measured radii. Everything else in the bundle (its
     scores, its light head, which belongs to the panorama flow) stays."""
-    from engine.bundle import load_bundle
-
-    checkpoint = Path(checkpoint)
-    if not (checkpoint / "model.safetensors").exists():
-        raise InputError(f"{checkpoint}: not a training checkpoint (no model.safetensors)")
-    bundle = load_bundle(bundle_dir)
-    model, cfg, state = load_model(checkpoint)
-    _freeze(model)
+    bundle, model, cfg, state = _checkpoint_and_bundle(checkpoint, bundle_dir)
     exported = bundle.meta.get("config", {}).get("model")
     # through ModelConfig, so options added since the bundle was written compare at their defaults
     if exported is None or cfg.model.to_json() != type(cfg.model).from_json(exported).to_json():
@@ -238,7 +241,7 @@ def add_photo_flow(checkpoint: str | Path, bundle_dir: str | Path, version: str 
         export_onnx(model, onnx_path)
         parity = check_parity(model, onnx_path, bundle.default_temperature)
         meta = {**bundle.meta, "version": version or bundle.version,
-                "receptive_field": max(bundle.receptive_field, int(-(-max(effective_rf, stride) // stride) * stride)),
+                "receptive_field": max(bundle.receptive_field, tile_radius(effective_rf, stride)),
                 "photo_training": {"steps": state.get("step"), "data": state.get("data", []),
                                    "history": state.get("history", [])[-3:], "parity_max_rel_error": parity}}
         return write_bundle(bundle.path, bundle.onnx_path, meta, photo_onnx_file=onnx_path)
