@@ -26,6 +26,7 @@ PRECISIONS = ("fp32", "fp16")
 class Backend(Protocol):
     name: str
     device: str
+    photo: "Backend | None"   # set by create_backend: the photo flow's backend, for a bundle with one
 
     def run(self, ldr: np.ndarray, latents: dict[str, np.ndarray]) -> np.ndarray:
         """ldr float32 [N, 3 (+ the bundle's geometry planes), H, W] + {latent name: float32
