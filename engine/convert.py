@@ -26,7 +26,7 @@ from .backends import run_batches
 from .color import luminance, peak_stops
 from .errors import Cancelled, InputError
 from .geometry import window_planes
-from .io import read_ldr_raw, write_exr
+from .io import path_kind, read_ldr_raw, write_exr
 from .latent import LatentField
 from .limits import MAX_EXPOSURE_EV, MAX_TEMPERATURE
 from .tiling import (PaddedSource, accumulate, blend_weights, default_overlap, min_tile, plan_tiles, region_of,
@@ -327,15 +327,13 @@ def convert_file(src, dst, backend, bundle, options: ConvertOptions | None = Non
     options.validate()
     if dst.suffix.lower() != ".exr":
         raise InputError(f"{dst}: output must be an .exr file")
-    try:
-        if src.exists() and dst.exists() and src.resolve() == dst.resolve():
-            raise InputError(f"{dst}: output would overwrite the input")
-        if dst.is_dir():
-            raise InputError(f"{dst}: output is a folder, not a file")
-        if dst.exists() and not overwrite:
-            return None
-    except OSError as e:  # a folder on the way that the user may not enter
-        raise InputError(f"{dst}: cannot access: {e.strerror or e}") from None
+    dst_kind = path_kind(dst)  # a folder on the way that the user may not enter is an InputError
+    if dst_kind != "missing" and path_kind(src) != "missing" and src.resolve() == dst.resolve():
+        raise InputError(f"{dst}: output would overwrite the input")
+    if dst_kind == "dir":
+        raise InputError(f"{dst}: output is a folder, not a file")
+    if dst_kind == "file" and not overwrite:
+        return None
     image = read_ldr_raw(src)
     result = convert_array(image, backend, bundle, options, progress=progress, cancel=cancel)
     del image  # the input's memory is free before the output is encoded
